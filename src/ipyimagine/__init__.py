@@ -1,0 +1,73 @@
+"""ipyimagine: expand an idea into a detailed prompt and render it inline in Jupyter.
+
+    %load_ext ipyimagine
+    %%imagine --seed 7
+    a red circle on the left on a blue background
+
+or from Python: `from ipyimagine import imagine; gen = imagine("a red circle", seed=3)`.
+Loading stays light: torch, diffusers and transformers are imported by the backend that needs them, when it first runs.
+"""
+
+from .config import Imagine
+from .errors import BackendError, Cancelled, ImagineError, MissingDependency, ModelNotFound, RequestError
+from .request import Expansion, Generation, Request
+from .session import Session
+
+__version__ = "0.1.0"
+__all__ = [
+    "BackendError",
+    "Cancelled",
+    "Expansion",
+    "Generation",
+    "Imagine",
+    "ImagineError",
+    "MissingDependency",
+    "ModelNotFound",
+    "Request",
+    "RequestError",
+    "Session",
+    "default_session",
+    "imagine",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
+
+_default_session: Session | None = None
+
+
+def default_session() -> Session:
+    """The session shared by `imagine()` and the magics (one pipeline cache, one history)."""
+    global _default_session
+    if _default_session is None:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        _default_session = Session(Imagine(parent=shell) if shell is not None else Imagine())
+    return _default_session
+
+
+def imagine(idea: str, *, size=None, session: Session | None = None, on_step=None, **options) -> Generation:
+    """Expand `idea` and render it; keyword options mirror the magic's:
+    seed, steps, guidance, size ('512x512' or (w, h)), width, height, n, style, negative,
+    expand (False renders the idea as written), expander, backend, model.
+
+    >>> gen = imagine("a red circle on a blue background", seed=3)   # doctest: +SKIP
+    >>> gen.images[0].size, gen.prompt, gen.seed                       # doctest: +SKIP
+    """
+    request = Request.from_options(idea, size=size, **options)
+    return (session or default_session()).imagine(request, on_step=on_step)
+
+
+def load_ipython_extension(shell) -> None:
+    """`%load_ext ipyimagine`: register %%imagine and the `Imagine` configuration."""
+    from .magics import ImagineMagics
+
+    session = default_session()
+    if session.config not in shell.configurables:
+        shell.configurables.append(session.config)
+    shell.register_magics(ImagineMagics(shell, session))
+
+
+def unload_ipython_extension(shell) -> None:
+    shell.magics_manager.magics["line"].pop("imagine", None)
+    shell.magics_manager.magics["cell"].pop("imagine", None)

@@ -1,0 +1,66 @@
+"""Configuration: one traitlets Configurable named `Imagine`, as IPython users expect.
+
+Where a value comes from, strongest first:
+  1. the cell's options (`--steps 30`) or the keyword arguments of `imagine()`;
+  2. `%config Imagine.steps = 30`, or `c.Imagine.steps = 30` in ipython_config.py;
+  3. environment variables IPYIMAGINE_BACKEND, IPYIMAGINE_MODEL, IPYIMAGINE_EXPANDER (handy for CLI and CI);
+  4. the defaults below.
+Secrets (API keys) are never configuration: they are read from the environment by the backend that needs them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from traitlets import Bool, CFloat, CInt, Unicode, default
+from traitlets.config import Configurable
+
+
+def _env(name: str, fallback: str) -> str:
+    return os.environ.get(name, "").strip() or fallback
+
+
+class Imagine(Configurable):
+    """Defaults for %%imagine, the panel, the CLI and `imagine()`."""
+
+    backend = Unicode(help="Renderer that draws the picture: 'diffusers' (local) or any installed renderer.").tag(config=True)
+    model = Unicode(help="Model for the renderer: a Hugging Face id or local folder; empty means the renderer's default "
+                         "(for diffusers, the small shapes model that ships with ipyimagine).").tag(config=True)
+    expander = Unicode(help="Expander that turns the idea into a detailed prompt: 'template' (offline) or any installed.").tag(config=True)
+    expand = Bool(True, help="Expand the idea into a detailed prompt before rendering (False renders it as written).").tag(config=True)
+    style = Unicode("", help="Default style preset (see %imagine styles); empty for none.").tag(config=True)
+    negative = Unicode("", help="Default negative prompt, added to the expander's.").tag(config=True)
+    steps = CInt(20, help="Denoising steps.").tag(config=True)
+    guidance = CFloat(5.0, help="Classifier-free guidance scale: how strongly the picture follows the prompt.").tag(config=True)
+    width = CInt(0, help="Image width in pixels; 0 means the model's native size.").tag(config=True)
+    height = CInt(0, help="Image height in pixels; 0 means the model's native size.").tag(config=True)
+    device = Unicode("auto", help="Where local models run: 'auto' (cuda, then mps, then cpu), 'cuda', 'mps' or 'cpu'.").tag(config=True)
+    threads = CInt(0, help="CPU threads for local rendering; 0 leaves PyTorch's default.").tag(config=True)
+    allow_download = Bool(True, help="Let the diffusers backend download a model id that is not in the local cache "
+                                     "(ignored when HF_HUB_OFFLINE=1).").tag(config=True)
+
+    @default("backend")
+    def _default_backend(self):
+        return _env("IPYIMAGINE_BACKEND", "diffusers")
+
+    @default("model")
+    def _default_model(self):
+        return _env("IPYIMAGINE_MODEL", "")
+
+    @default("expander")
+    def _default_expander(self):
+        return _env("IPYIMAGINE_EXPANDER", "template")
+
+    def request_defaults(self) -> dict:
+        """The values a Request takes where the user said nothing."""
+        return {
+            "backend": self.backend,
+            "model": self.model or None,
+            "expander": self.expander,
+            "style": self.style or None,
+            "negative": self.negative or None,
+            "steps": self.steps,
+            "guidance": self.guidance,
+            "width": self.width or None,
+            "height": self.height or None,
+        }

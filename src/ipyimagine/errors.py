@@ -1,0 +1,38 @@
+"""The errors ipyimagine raises on purpose, each with a message a user can act on.
+
+    ImagineError                 anything we expected could go wrong
+    ├── RequestError             a bad option or value: says which, what was given, and the rule
+    ├── MissingDependency        an optional extra is not installed: names the pip command
+    ├── ModelNotFound            a model id or folder cannot be loaded here: says how to get it
+    ├── BackendError             a backend failed while working
+    └── Cancelled                the user stopped a render (Interrupt, or Cancel in the panel)
+
+Only the faces translate them: the magic raises IPython's UsageError (one line, no traceback),
+the CLI prints the message and exits with status 2. Set IPYIMAGINE_RAISE_ERRORS=1 to see tracebacks.
+"""
+
+
+class ImagineError(Exception):
+    """Base class: the message is one sentence that says what was wrong and what to do."""
+
+
+class RequestError(ImagineError, ValueError):
+    pass
+
+
+class MissingDependency(ImagineError, ImportError):
+    pass
+
+
+class ModelNotFound(ImagineError):
+    pass
+
+
+class BackendError(ImagineError):
+    pass
+
+
+class Cancelled(ImagineError):
+    def __init__(self, message: str = "Render cancelled.", step: int | None = None, total: int | None = None):
+        super().__init__(message)
+        self.step, self.total = step, total

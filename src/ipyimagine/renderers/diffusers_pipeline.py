@@ -1,0 +1,229 @@
+"""Local rendering with a Hugging Face diffusers pipeline: a hub id, a local folder, or the bundled model.
+
+Loads with the ordinary `from_pretrained` (safetensors only, never remote code), keeps each loaded
+pipeline for the next cell, seeds one CPU `torch.Generator` per image so any image can be made
+again alone, and reports each step through `callback_on_step_end`, which also stops a cancelled render.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import os
+import time
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+from ..errors import Cancelled, MissingDependency, ModelNotFound
+from . import RenderJob, Rendered
+
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "models" / "shapes"
+BUNDLED_NAME = "ipyimagine/shapes"  # how the bundled model is named in records and captions
+INSTALL_HINT = "pip install 'ipyimagine[local]'"
+
+
+@lru_cache(maxsize=1)
+def bundled_vocabulary() -> dict:
+    path = BUNDLED_DIR / "vocabulary.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _import_torch_and_diffusers():
+    missing = [m for m in ("torch", "diffusers", "transformers") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingDependency(f"The diffusers backend needs {', '.join(missing)}: {INSTALL_HINT}.")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no torchvision fallback notices
+    import diffusers
+    import torch
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    diffusers_logging.set_verbosity_error()  # its truncation warning becomes our one-line note
+    transformers_logging.disable_progress_bar()
+    return torch, diffusers
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith((".", "/", "~")) or os.sep in model.strip("/").replace("/", "", 1) or Path(model).expanduser().exists()
+
+
+class DiffusersRenderer:
+    name = "diffusers"
+
+    def __init__(self, config=None):
+        self.config = config
+        self._pipelines: dict[str, object] = {}  # model -> loaded pipeline, reused across cells
+
+    # -------------------------------------------------------------- what it is
+    def availability(self) -> str | None:
+        missing = [m for m in ("torch", "diffusers", "transformers") if importlib.util.find_spec(m) is None]
+        if missing:
+            return f"needs {', '.join(missing)}: {INSTALL_HINT}"
+        if not (BUNDLED_DIR / "model_index.json").exists():
+            return "the bundled model is missing from this install; pass --model with a Hugging Face id or folder"
+        return None
+
+    def describe(self) -> str:
+        vocab = bundled_vocabulary()
+        knows = ""
+        if vocab:
+            knows = f" ({'/'.join(vocab.get('shapes', []))} in {len(vocab.get('colours', []))} colours, placed {'/'.join(vocab.get('places', []))})"
+        return f"local diffusers pipeline; default model {BUNDLED_NAME}, a tiny model that draws one coloured shape on a coloured background{knows}"
+
+    # -------------------------------------------------------------- loading
+    def _device(self, torch) -> str:
+        wanted = getattr(self.config, "device", "auto") or "auto"
+        if wanted != "auto":
+            return wanted
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+
+    def pipeline(self, model: str | None):
+        """The loaded pipeline for `model` (None: the bundled one), loading it on first use."""
+        key = model or BUNDLED_NAME
+        if key not in self._pipelines:
+            self._pipelines[key] = self._load(model)
+        return self._pipelines[key]
+
+    def _load(self, model: str | None):
+        torch, diffusers = _import_torch_and_diffusers()
+        device = self._device(torch)
+        dtype = torch.float16 if device == "cuda" else torch.float32
+        dtype_kw = "dtype" if tuple(int(p) for p in diffusers.__version__.split(".")[:2]) >= (0, 40) else "torch_dtype"
+        options = {"use_safetensors": True, dtype_kw: dtype}
+
+        def from_pretrained(source, **more):
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")  # diffusers passes a retired argument
+                try:
+                    return diffusers.AutoPipelineForText2Image.from_pretrained(source, **options, **more)
+                except ValueError as error:
+                    if "AutoPipeline" not in str(error):
+                        raise
+                    return diffusers.DiffusionPipeline.from_pretrained(source, **options, **more)  # not a known text-to-image class
+
+        if model is None:
+            pipe = from_pretrained(str(BUNDLED_DIR), local_files_only=True)
+        elif _looks_like_path(model):
+            folder = Path(model).expanduser()
+            if not (folder / "model_index.json").exists():
+                raise ModelNotFound(f"No diffusers model folder at {model!r} (it needs a model_index.json); check the path.")
+            try:
+                pipe = from_pretrained(str(folder), local_files_only=True)
+            except (OSError, ValueError) as error:
+                raise ModelNotFound(f"The folder {model!r} is not a loadable diffusers pipeline with safetensors weights ({_first_line(error)}).") from None
+        else:
+            pipe = self._load_hub_model(model, from_pretrained)
+
+        if getattr(self.config, "threads", 0):
+            torch.set_num_threads(self.config.threads)
+        pipe = pipe.to(device)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def _load_hub_model(self, model: str, from_pretrained):
+        try:
+            return from_pretrained(model, local_files_only=True)
+        except (OSError, ValueError):
+            pass
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+        if offline or not getattr(self.config, "allow_download", True):
+            raise ModelNotFound(
+                f"Model {model!r} is not in the local Hugging Face cache and downloads are off: download it once with "
+                f"network (`hf download {model}`), or pass a local folder with --model PATH."
+            ) from None
+        # Ask the hub once before downloading: without a network, from_pretrained retries for ~25 s.
+        import huggingface_hub
+
+        try:
+            huggingface_hub.HfApi().model_info(model, timeout=10)
+        except huggingface_hub.errors.RepositoryNotFoundError:
+            raise ModelNotFound(f"There is no model {model!r} on the Hugging Face hub (or it is private); check the id.") from None
+        except Exception as error:
+            raise ModelNotFound(
+                f"Model {model!r} is not in the local Hugging Face cache and the hub cannot be reached ({_first_line(error)}); "
+                "download it where there is network, or pass a local folder with --model PATH."
+            ) from None
+        try:
+            return from_pretrained(model)
+        except (OSError, ValueError) as error:
+            raise ModelNotFound(f"Could not download model {model!r} ({_first_line(error)}); check the id, or pass a local folder with --model PATH.") from None
+
+    # -------------------------------------------------------------- rendering
+    def render(self, job: RenderJob, on_step=None, cancelled=None) -> Rendered:
+        torch, _ = _import_torch_and_diffusers()
+        started = time.perf_counter()
+        pipe = self.pipeline(job.model)
+        load_seconds = time.perf_counter() - started
+        accepted = inspect.signature(pipe.__call__).parameters
+        notes = []
+        if job.negative_prompt and "negative_prompt" not in accepted:
+            notes.append(f"{type(pipe).__name__} takes no negative prompt; it was ignored.")
+        images = []
+        for index, seed in enumerate(job.seeds):
+            def step_end(pipe_, step_index, timestep, tensors, index=index):
+                total = pipe_.num_timesteps * len(job.seeds)
+                done = index * pipe_.num_timesteps + step_index + 1
+                if cancelled is not None and cancelled():
+                    raise Cancelled(f"Cancelled at step {done} of {total}.", done, total)
+                if on_step is not None:
+                    on_step(done, total)
+                return tensors
+
+            arguments = dict(
+                prompt=job.prompt, num_inference_steps=job.steps, guidance_scale=job.guidance,
+                width=job.width, height=job.height, generator=torch.Generator("cpu").manual_seed(seed),
+                callback_on_step_end=step_end, output_type="pil",
+            )
+            if "negative_prompt" in accepted and job.negative_prompt:
+                arguments["negative_prompt"] = job.negative_prompt
+            with torch.inference_mode():
+                images.append(pipe(**{k: v for k, v in arguments.items() if k in accepted}).images[0])
+
+        notes += self._truncation_notes(pipe, job) + self._vocabulary_notes(job)
+        width, height = images[0].size
+        return Rendered(
+            images=images,
+            model=job.model or BUNDLED_NAME,
+            params={
+                "steps": job.steps, "guidance": job.guidance, "width": width, "height": height,
+                "scheduler": type(pipe.scheduler).__name__, "pipeline": type(pipe).__name__,
+                "device": str(pipe.device), "dtype": str(pipe.dtype).replace("torch.", ""), "rng": "cpu",
+            },
+            notes=notes,
+            load_seconds=load_seconds,
+        )
+
+    def _truncation_notes(self, pipe, job: RenderJob) -> list[str]:
+        tokenizer = getattr(pipe, "tokenizer", None)
+        if tokenizer is None:
+            return []
+        limit = tokenizer.model_max_length
+        ids = tokenizer(job.prompt, add_special_tokens=True, truncation=False).input_ids
+        if len(ids) <= limit:
+            return []
+        kept = tokenizer.decode(ids[1:limit - 1]).strip()
+        return [f"The model reads {limit} tokens; the prompt was cut after “…{kept[-40:]}”."]
+
+    def _vocabulary_notes(self, job: RenderJob) -> list[str]:
+        """The bundled model draws only its shapes world; say so when a prompt asks for anything else."""
+        vocab = bundled_vocabulary()
+        if job.model is not None or not vocab:
+            return []
+        words = set(job.prompt.lower().replace(",", " ").split())
+        if words & set(vocab.get("colours", [])) and words & set(vocab.get("shapes", [])):
+            return []
+        return [
+            "The bundled model only knows simple coloured shapes (e.g. 'a red circle on the left on a blue background'); "
+            "for anything else use --model with a Hugging Face id or folder (e.g. stabilityai/sd-turbo) or --backend openai."
+        ]
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]

@@ -1,0 +1,99 @@
+"""The one pipeline behind every face: request -> expand -> render -> record.
+
+The magic, the CLI and `imagine()` build a Request and call `Session.imagine`; nothing else
+makes pictures. The session keeps what should outlive a cell: the configuration, each
+renderer (and so each loaded model), and this kernel's history.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from dataclasses import replace
+from datetime import datetime, timezone
+
+from . import registry
+from .config import Imagine
+from .renderers import RenderJob
+from .request import MAX_SEED, Expansion, Generation, Request
+from .styles import get_style
+
+
+class Session:
+    def __init__(self, config: Imagine | None = None):
+        self.config = config if config is not None else Imagine()
+        self._renderers: dict[str, object] = {}
+        self._expanders: dict[str, object] = {}
+        self.history: list[Generation] = []
+
+    def renderer(self, name: str):
+        if name not in self._renderers:
+            self._renderers[name] = registry.load(registry.RENDERERS, name)(self.config)
+        return self._renderers[name]
+
+    def expander(self, name: str):
+        if name not in self._expanders:
+            self._expanders[name] = registry.load(registry.EXPANDERS, name)(self.config)
+        return self._expanders[name]
+
+    def imagine(self, request: Request, on_step=None, cancelled=None) -> Generation:
+        """Make the pictures a request asks for. `on_step(done, total)` reports progress;
+        `cancelled()` returning True stops the render at its next step."""
+        started = time.perf_counter()
+
+        # 1. Fill in the configured defaults, and check everything that can fail before any model loads.
+        request = request.with_defaults(**self.config.request_defaults())
+        if not request.expand:
+            request = replace(request, expander=None)
+        style = get_style(request.style) if request.style else None
+        renderer = self.renderer(request.backend)
+        expander = self.expander(request.expander) if request.expand else None
+
+        # 2. Choose the seed now, so it is always recorded; image i gets seed + i.
+        seed = request.seed if request.seed is not None else random.SystemRandom().randrange(MAX_SEED)
+        request = replace(request, seed=seed)
+        seeds = tuple((seed + i) % (MAX_SEED + 1) for i in range(request.n))
+
+        # 3. Expand the idea (or take it as written), then apply the style preset and the user's negative prompt.
+        if expander is not None:
+            expansion = expander.expand(request.idea, style=request.style, seed=seed)
+        else:
+            expansion = Expansion(prompt=request.idea.strip(), expander="none")
+        prompt, negative = expansion.prompt, expansion.negative_prompt
+        if style is not None:
+            prompt, negative = style.apply(prompt, negative)
+        if request.negative:
+            negative = ", ".join(p for p in (negative, request.negative) if p)
+        expansion = replace(expansion, prompt=prompt, negative_prompt=negative)
+        expanded_at = time.perf_counter()
+
+        # 4. Render.
+        job = RenderJob(
+            prompt=prompt, negative_prompt=negative, model=request.model, width=request.width, height=request.height,
+            steps=request.steps, guidance=request.guidance, seeds=seeds,
+        )
+        rendered = renderer.render(job, on_step=on_step, cancelled=cancelled)
+        finished = time.perf_counter()
+
+        # 5. Record.
+        generation = Generation(
+            request=request,
+            expansion=expansion,
+            images=tuple(rendered.images),
+            seeds=seeds,
+            backend=renderer.name,
+            model=rendered.model,
+            params=rendered.params,
+            timings={
+                "expand": round(expanded_at - started, 4),
+                "load": round(rendered.load_seconds, 4),
+                "render": round(finished - expanded_at - rendered.load_seconds, 4),
+                "total": round(finished - started, 4),
+            },
+            notes=tuple(rendered.notes),
+            id=uuid.uuid4().hex[:10],
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        self.history.append(generation)
+        return generation
