@@ -1,0 +1,88 @@
+"""How a Generation looks: the picture(s) as image/png, and a short caption.
+
+Small images (the bundled model draws 64x64) are shown upscaled so they can be seen; the
+images in `Generation.images` keep their real pixels. Text from users and LLMs is escaped
+before it goes into HTML.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+MIN_DISPLAY = 256  # pixels: smaller pictures are shown enlarged to at least this
+GAP = 4
+
+
+def enlarged(image):
+    """The image scaled up by a whole factor until its longer side is at least MIN_DISPLAY."""
+    from PIL import Image
+
+    factor = -(-MIN_DISPLAY // max(image.size))
+    if factor <= 1:
+        return image
+    return image.resize((image.width * factor, image.height * factor), Image.Resampling.LANCZOS)
+
+
+def grid(images, columns: int = 4):
+    """Images side by side (wrapping after `columns`), enlarged for display."""
+    from PIL import Image
+
+    shown = [enlarged(im.convert("RGB")) for im in images]
+    if len(shown) == 1:
+        return shown[0]
+    columns = min(columns, len(shown))
+    rows = -(-len(shown) // columns)
+    cell_w, cell_h = max(im.width for im in shown), max(im.height for im in shown)
+    sheet = Image.new("RGB", (columns * cell_w + (columns - 1) * GAP, rows * cell_h + (rows - 1) * GAP), "white")
+    for i, im in enumerate(shown):
+        sheet.paste(im, ((i % columns) * (cell_w + GAP), (i // columns) * (cell_h + GAP)))
+    return sheet
+
+
+def png_bytes(image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def settings_line(gen) -> str:
+    p = gen.params
+    seeds = f"seed {gen.seeds[0]}" if len(gen.seeds) == 1 else f"seeds {gen.seeds[0]}–{gen.seeds[-1]}"
+    expander = gen.expansion.expander + (f" ({gen.expansion.model})" if gen.expansion.model else "")
+    return (
+        f"{gen.backend} · {gen.model} · {seeds} · {p.get('steps')} steps · guidance {p.get('guidance')} · "
+        f"{p.get('width')}×{p.get('height')} · expander {expander} · {gen.timings.get('total', 0):.1f} s"
+    )
+
+
+def plain_caption(gen) -> str:
+    lines = [f"idea: {gen.idea.strip()}"]
+    if gen.prompt != gen.idea.strip():
+        lines.append(f"prompt: {gen.prompt}")
+    if gen.negative_prompt:
+        lines.append(f"negative: {gen.negative_prompt}")
+    lines.append(settings_line(gen))
+    lines += [f"note: {n}" for n in gen.notes]
+    return "\n".join(lines)
+
+
+def html_caption(gen) -> str:
+    e = html.escape
+    parts = [f"<div class='ipyimagine-caption' style='font-size:0.9em;line-height:1.4'><b>{e(gen.idea.strip())}</b>"]
+    if gen.prompt != gen.idea.strip():
+        negative = f"<br><i>negative:</i> {e(gen.negative_prompt)}" if gen.negative_prompt else ""
+        parts.append(f"<details><summary>expanded prompt</summary>{e(gen.prompt)}{negative}</details>")
+    parts.append(f"<div style='color:#666'>{e(settings_line(gen))}</div>")
+    parts += [f"<div style='color:#a60'>{e(n)}</div>" for n in gen.notes]
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def image_bundle(gen):
+    """(data, metadata) for display: the picture as PNG, the caption as plain text, the record in metadata."""
+    sheet = grid(gen.images)
+    data = {"image/png": base64.b64encode(png_bytes(sheet)).decode("ascii"), "text/plain": plain_caption(gen)}
+    metadata = {"image/png": {"width": sheet.width, "height": sheet.height}, "ipyimagine": gen.record()}
+    return data, metadata

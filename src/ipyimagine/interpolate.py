@@ -1,0 +1,54 @@
+"""Fill `{name}` in a cell from the user's variables, safely.
+
+Only `{name}`, `{name[0]}`, `{name['key']}` and `{name.attr}` that resolve are replaced; every
+other brace (JSON, code, `{}`) stays exactly as written, substituted text is never formatted a
+second time, and `{{` / `}}` stand for literal braces. (Jupyter AI's %%ai uses str.format and so
+crashes on `{"a": 1}`: its issue #27.)
+"""
+
+from __future__ import annotations
+
+import re
+
+_FIELD = re.compile(
+    r"\{\{|\}\}"  # escaped braces
+    r"|\{([A-Za-z_]\w*)((?:\.[A-Za-z_]\w*|\[(?:-?\d+|'[^'\]]*'|\"[^\"\]]*\")\])*)\}"  # {name...}
+)
+_STEP = re.compile(r"\.([A-Za-z_]\w*)|\[(-?\d+)\]|\['([^']*)'\]|\[\"([^\"]*)\"\]")
+_MISSING = object()
+
+
+def _resolve(namespace: dict, name: str, path: str):
+    if name not in namespace:
+        return _MISSING
+    value = namespace[name]
+    for attr, index, key1, key2 in _STEP.findall(path):
+        try:
+            if attr:
+                value = getattr(value, attr)
+            elif index:
+                value = value[int(index)]
+            else:
+                value = value[key1 or key2]
+        except (AttributeError, LookupError, TypeError):
+            return _MISSING
+    return value
+
+
+def interpolate(text: str, namespace: dict) -> tuple[str, list[str]]:
+    """The text with known fields filled in, and the fields left as typed because they did not resolve."""
+    unresolved: list[str] = []
+
+    def fill(match: re.Match) -> str:
+        whole = match.group(0)
+        if whole == "{{":
+            return "{"
+        if whole == "}}":
+            return "}"
+        value = _resolve(namespace, match.group(1), match.group(2))
+        if value is _MISSING:
+            unresolved.append(whole)
+            return whole
+        return str(value)
+
+    return _FIELD.sub(fill, text), unresolved

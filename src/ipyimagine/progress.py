@@ -1,0 +1,63 @@
+"""Progress while a render runs: a bar in the notebook cell (replaced by the result), or on stderr."""
+
+from __future__ import annotations
+
+import html
+import sys
+import time
+
+
+class TextProgress:
+    """`[#######.......] 7/20 steps  1.2 s` on one line of a terminal stream."""
+
+    def __init__(self, stream=None, width: int = 30):
+        self.stream = stream if stream is not None else sys.stderr
+        self.width, self.started = width, time.perf_counter()
+        self.done = self.total = 0
+        self._drawn = False
+
+    def step(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+        filled = round(self.width * done / max(total, 1))
+        bar = "#" * filled + "." * (self.width - filled)
+        self.stream.write(f"\r[{bar}] {done}/{total} steps  {time.perf_counter() - self.started:.1f} s")
+        self.stream.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        if self._drawn:
+            self.stream.write("\r" + " " * (self.width + 40) + "\r")
+            self.stream.flush()
+
+
+class NotebookProgress:
+    """An HTML progress bar in the cell's output; `finish(obj)` puts the result in its place."""
+
+    def __init__(self, label: str = "rendering"):
+        from IPython.display import display
+
+        self.label, self.started = label, time.perf_counter()
+        self.done = self.total = 0
+        self._last = 0.0
+        self.handle = display(self._bar(), display_id=True, raw=True)
+
+    def _bar(self) -> dict:
+        elapsed = time.perf_counter() - self.started
+        text = f"{self.label}: step {self.done} of {self.total or '?'}, {elapsed:.1f} s"
+        return {
+            "text/html": f"<progress value='{self.done}' max='{self.total or 1}' style='width:20em'></progress> <span>{html.escape(text)}</span>",
+            "text/plain": text,
+        }
+
+    def step(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+        now = time.perf_counter()
+        if now - self._last > 0.1 or done == total:  # at most ten redraws a second
+            self._last = now
+            self.handle.update(self._bar(), raw=True)
+
+    def finish(self, result) -> None:
+        self.handle.update(result)
+
+    def close(self) -> None:
+        self.handle.update({"text/plain": ""}, raw=True)
