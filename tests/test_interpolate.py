@@ -1,0 +1,30 @@
+"""{name} in a cell is filled from the user's variables, and nothing else changes."""
+
+from types import SimpleNamespace
+
+from ipyimagine.interpolate import interpolate
+
+NS = {"animal": "fox", "colours": ["red", "blue"], "cfg": {"mood": "calm"}, "obj": SimpleNamespace(name="lamp"), "tricky": "{animal}"}
+
+
+def test_names_indexes_keys_and_attributes_are_filled():
+    text, unresolved = interpolate("a {animal}, {colours[1]} and {colours[-1]}, {cfg['mood']}, a {obj.name}", NS)
+    assert text == "a fox, blue and blue, calm, a lamp" and unresolved == []
+
+
+def test_json_code_and_empty_braces_stay_exactly_as_written():
+    cell = 'a poster that says {"a": 1} and {} and {x: y} and f(x){return 1}'
+    assert interpolate(cell, NS) == (cell, [])
+
+
+def test_double_braces_are_literal_braces():
+    assert interpolate("{{animal}} and {animal}", NS)[0] == "{animal} and fox"
+
+
+def test_unknown_names_are_left_as_typed_and_reported():
+    assert interpolate("a {unicorn} and a {animal}", NS) == ("a {unicorn} and a fox", ["{unicorn}"])
+    assert interpolate("{colours[5]}", NS) == ("{colours[5]}", ["{colours[5]}"])
+
+
+def test_substituted_text_is_never_formatted_again():
+    assert interpolate("see {tricky}", NS)[0] == "see {animal}"

@@ -1,0 +1,82 @@
+"""Session.imagine (the one pipeline) and imagine(), the Python face over it."""
+
+import base64
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import ipyimagine
+from ipyimagine import Generation, Request, RequestError
+
+
+def test_imagine_returns_a_generation_that_says_what_was_rendered(session):
+    gen = ipyimagine.imagine("a red circle on a blue background", seed=3, n=2, session=session)
+    assert isinstance(gen, Generation)
+    assert [im.size for im in gen.images] == [(64, 64), (64, 64)]
+    assert gen.idea == "a red circle on a blue background"
+    assert gen.prompt.startswith("a red circle on a blue background, ")  # expanded by the template expander
+    assert gen.seed == 3 and gen.seeds == (3, 4)
+    assert gen.params["steps"] == 4 and gen.params["guidance"] == 5.0  # configured defaults
+    assert gen.backend == "diffusers" and gen.expansion.expander == "template"
+    assert session.history == [gen]
+
+
+def test_no_expand_renders_the_idea_as_written_and_style_and_negative_apply(session):
+    gen = ipyimagine.imagine("a red circle", expand=False, style="pixel-art", negative="text", seed=1, session=session)
+    assert gen.prompt == "a red circle, pixel art, 16-bit, crisp pixels, limited palette"
+    assert gen.negative_prompt == "blurry, smooth gradients, photo, text"
+    assert gen.expansion.expander == "none"
+
+
+def test_a_seed_is_chosen_and_recorded_when_none_is_given(session):
+    gen = session.imagine(Request("a red circle"))
+    assert 0 <= gen.seed < 2**32 and gen.request.seed == gen.seed
+    again = session.imagine(Request("a red circle", seed=gen.seed))
+    assert np.array_equal(np.asarray(gen.image), np.asarray(again.image))
+
+
+def test_the_generation_shows_itself_as_a_png_with_its_record(session):
+    gen = ipyimagine.imagine("a red circle", seed=2, session=session)
+    data, metadata = gen._repr_mimebundle_()
+    shown = Image.open(io.BytesIO(base64.b64decode(data["image/png"])))
+    assert shown.size == (256, 256)  # 64x64 enlarged to be visible
+    assert metadata["ipyimagine"]["seeds"] == [2] and metadata["ipyimagine"]["prompt"] == gen.prompt
+    assert "seed 2" in data["text/plain"]
+
+
+def test_a_request_over_the_limits_is_refused_before_any_model_loads(session):
+    with pytest.raises(RequestError):
+        ipyimagine.imagine("a red circle", size="4096x4096", session=session)
+    assert session._renderers == {}  # nothing was even constructed, let alone loaded
+
+
+def test_public_names_are_exactly_all():
+    public = {name for name in dir(ipyimagine) if not name.startswith("_")}
+    modules = {"cli", "config", "display", "errors", "expanders", "interpolate", "magics", "options", "progress",
+               "registry", "renderers", "request", "session", "styles"}
+    assert public - modules == set(ipyimagine.__all__)
+
+
+def test_importing_and_loading_the_extension_imports_no_heavy_library():
+    code = (
+        "import sys\nfrom IPython.core.interactiveshell import InteractiveShell\n"
+        "InteractiveShell.instance().run_line_magic('load_ext', 'ipyimagine')\n"
+        "print(sorted(m for m in ('torch', 'diffusers', 'transformers', 'openai') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_a_missing_extra_is_named_not_an_import_traceback():
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import ipyimagine\n"
+        "try:\n    ipyimagine.imagine('a red circle', seed=1)\n"
+        "except ipyimagine.MissingDependency as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "The diffusers backend needs torch: pip install 'ipyimagine[local]'."
