@@ -8,7 +8,7 @@ from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # read once, when huggingface_hub is imported
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-for name in ("IPYIMAGINE_BACKEND", "IPYIMAGINE_MODEL", "IPYIMAGINE_EXPANDER", "IPYIMAGINE_RAISE_ERRORS"):
+for name in ("IPYIMAGINE_BACKEND", "IPYIMAGINE_MODEL", "IPYIMAGINE_EXPANDER", "IPYIMAGINE_RAISE_ERRORS", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
     os.environ.pop(name, None)
 
 import pytest

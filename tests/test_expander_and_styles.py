@@ -9,7 +9,7 @@ from ipyimagine.styles import Style, get_style, read_styles
 
 def test_the_users_words_come_first_and_unchanged():
     idea = "a lighthouse in a storm, at dusk"
-    expansion = TemplateExpander().expand(idea, seed=7)
+    expansion = TemplateExpander().expand(idea, variant=7)
     assert expansion.prompt.startswith(idea + ", ")
     assert len(expansion.prompt.split(", ")) >= 5  # content type, style, framing, lighting, detail
     # "storm" and "dusk" suggest the mood and the light, in the idea's order
@@ -17,16 +17,16 @@ def test_the_users_words_come_first_and_unchanged():
     assert expansion.negative_prompt and expansion.expander == "template"
 
 
-def test_same_idea_and_seed_give_the_same_expansion_and_other_seeds_vary():
+def test_same_idea_and_variant_give_the_same_expansion_and_other_variants_vary():
     expander = TemplateExpander()
-    first = expander.expand("a fox in the snow", seed=1)
-    assert expander.expand("a fox in the snow", seed=1) == first
-    others = {expander.expand("a fox in the snow", seed=s).prompt for s in range(2, 12)}
+    first = expander.expand("a fox in the snow", variant=1)
+    assert expander.expand("a fox in the snow", variant=1) == first
+    others = {expander.expand("a fox in the snow", variant=s).prompt for s in range(2, 12)}
     assert len(others | {first.prompt}) > 1
 
 
 def test_multiline_idea_becomes_one_line_without_losing_words():
-    prompt = TemplateExpander().expand("a red circle\n  on a blue background.\n", seed=0).prompt
+    prompt = TemplateExpander().expand("a red circle\n  on a blue background.\n").prompt
     assert prompt.startswith("a red circle on a blue background, ")
 
 
@@ -34,7 +34,7 @@ def test_a_style_preset_replaces_the_expanders_own_style_words():
     from ipyimagine.expanders.template import CONTENT_TYPES, STYLE_WORDS
 
     for seed in range(10):
-        prompt = TemplateExpander().expand("a cat", style="watercolor", seed=seed).prompt
+        prompt = TemplateExpander().expand("a cat", style="watercolor", variant=seed).prompt
         assert prompt.startswith("a cat, ")
         assert not any(word in prompt for word in CONTENT_TYPES + STYLE_WORDS)  # the preset brings those
 

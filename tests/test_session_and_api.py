@@ -57,7 +57,7 @@ def test_a_request_over_the_limits_is_refused_before_any_model_loads(session):
 def test_public_names_are_exactly_all():
     public = {name for name in dir(ipyimagine) if not name.startswith("_")}
     modules = {"cli", "config", "display", "errors", "expanders", "interpolate", "magics", "options", "progress",
-               "registry", "renderers", "request", "session", "styles"}
+               "openai_support", "registry", "renderers", "request", "session", "styles"}
     assert public - modules == set(ipyimagine.__all__)
 
 
@@ -80,3 +80,16 @@ def test_a_missing_extra_is_named_not_an_import_traceback():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "The diffusers backend needs torch: pip install 'ipyimagine[local]'."
+
+
+def test_environment_variables_set_the_defaults_and_config_overrides_them(monkeypatch):
+    from ipyimagine import Imagine
+
+    monkeypatch.setenv("IPYIMAGINE_BACKEND", "elsewhere")
+    monkeypatch.setenv("IPYIMAGINE_MODEL", "some/model")
+    monkeypatch.setenv("IPYIMAGINE_EXPANDER", "none-such")
+    config = Imagine()
+    assert (config.backend, config.model, config.expander) == ("elsewhere", "some/model", "none-such")
+    assert Imagine(backend="diffusers").backend == "diffusers"
+    with pytest.raises(RequestError, match="Unknown backend 'elsewhere'"):
+        ipyimagine.imagine("a red circle", session=ipyimagine.Session(config))

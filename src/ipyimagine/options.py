@@ -18,6 +18,10 @@ OPTIONS: list[tuple[tuple[str, ...], dict]] = [
     (("--width",), dict(type=int, metavar="W", help="image width in pixels (multiple of 8)")),
     (("--height",), dict(type=int, metavar="H", help="image height in pixels (multiple of 8)")),
     (("-n",), dict(type=int, metavar="N", dest="n", help="number of images, 1-8 (default 1)")),
+    (("--quality",), dict(metavar="Q", help="images APIs: low, medium, high or auto (default low)")),
+    (("--openai-base-url",), dict(metavar="URL", dest="base_url", help="an OpenAI-compatible server for this cell, e.g. http://localhost:11434/v1 (Ollama)")),
+    (("--candidates",), dict(type=int, metavar="K", help="write K expansions (1-8); the caption lists them")),
+    (("--pick",), dict(type=int, metavar="I", help="render candidate I of --candidates (default 1)")),
 ]
 
 
@@ -53,4 +57,8 @@ def request_from_args(args, idea: str) -> Request:
         width=args.width,
         height=args.height,
         n=args.n if args.n is not None else 1,
+        quality=args.quality,
+        base_url=args.base_url,
+        candidates=args.candidates if args.candidates is not None else max(1, args.pick or 1),
+        pick=args.pick if args.pick is not None else 1,
     )

@@ -19,6 +19,7 @@ LIMITS = {
     "n": (1, 8),
     "seed": (0, MAX_SEED),
     "width": (8, 2048),
+    "candidates": (1, 8),
     "height": (8, 2048),
 }
 MAX_PIXELS = 2048 * 2048  # per image
@@ -61,6 +62,10 @@ class Request:
     height: int | None = None
     n: int = 1
     seed: int | None = None
+    quality: str | None = None  # images APIs: low, medium, high, auto
+    base_url: str | None = None  # an OpenAI-compatible server for this request (Ollama, vLLM, ...)
+    candidates: int = 1  # expansions to write; the caption lists them all
+    pick: int = 1  # which candidate to render
 
     def __post_init__(self):
         if not isinstance(self.idea, str) or not self.idea.strip():
@@ -72,6 +77,9 @@ class Request:
                 object.__setattr__(self, "guidance", float(self.guidance))
             _check_range("guidance", self.guidance, float)
         _check_range("n", self.n, int)
+        _check_range("candidates", self.candidates, int)
+        if not isinstance(self.pick, int) or not 1 <= self.pick <= self.candidates:
+            raise RequestError(f"--pick must be from 1 to --candidates ({self.candidates}), got {self.pick!r}.")
         if self.seed is not None:
             _check_range("seed", self.seed, int)
         for name in ("width", "height"):
@@ -127,6 +135,7 @@ class Generation:
     params: dict  # what the renderer really used: steps, guidance, width, height, scheduler, device, ...
     timings: dict  # seconds: expand, load, render, total
     notes: tuple[str, ...] = ()
+    candidates: tuple = ()  # every expansion written when --candidates K > 1 (the rendered one included)
     id: str = ""
     created: str = ""
 
@@ -167,6 +176,7 @@ class Generation:
             "params": dict(self.params),
             "timings": dict(self.timings),
             "notes": list(self.notes),
+            "candidates": [c.prompt for c in self.candidates],
             "request": asdict(self.request),
         }
 

@@ -2,7 +2,8 @@
 
 The magic, the CLI and `imagine()` build a Request and call `Session.imagine`; nothing else
 makes pictures. The session keeps what should outlive a cell: the configuration, each
-renderer (and so each loaded model), and this kernel's history.
+renderer (and so each loaded model), the expansions already written (an LLM call is paid once:
+re-running a cell, or retrying after a failed render, reuses it), and this kernel's history.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Session:
         self.config = config if config is not None else Imagine()
         self._renderers: dict[str, object] = {}
         self._expanders: dict[str, object] = {}
+        self._expansions: dict[tuple, Expansion] = {}
         self.history: list[Generation] = []
 
     def renderer(self, name: str):
@@ -44,8 +46,11 @@ class Session:
 
         # 1. Fill in the configured defaults, and check everything that can fail before any model loads.
         request = request.with_defaults(**self.config.request_defaults())
-        if not request.expand:
-            request = replace(request, expander=None)
+        request = replace(
+            request,
+            backend=self.config.resolve(request.backend, "diffusers"),
+            expander=self.config.resolve(request.expander, "template") if request.expand else None,
+        )
         style = get_style(request.style) if request.style else None
         renderer = self.renderer(request.backend)
         expander = self.expander(request.expander) if request.expand else None
@@ -57,9 +62,10 @@ class Session:
 
         # 3. Expand the idea (or take it as written), then apply the style preset and the user's negative prompt.
         if expander is not None:
-            expansion = expander.expand(request.idea, style=request.style, seed=seed)
+            candidates = tuple(self._expand(expander, request, variant) for variant in range(request.candidates))
+            expansion = candidates[request.pick - 1]
         else:
-            expansion = Expansion(prompt=request.idea.strip(), expander="none")
+            candidates, expansion = (), Expansion(prompt=request.idea.strip(), expander="none")
         prompt, negative = expansion.prompt, expansion.negative_prompt
         if style is not None:
             prompt, negative = style.apply(prompt, negative)
@@ -71,7 +77,7 @@ class Session:
         # 4. Render.
         job = RenderJob(
             prompt=prompt, negative_prompt=negative, model=request.model, width=request.width, height=request.height,
-            steps=request.steps, guidance=request.guidance, seeds=seeds,
+            steps=request.steps, guidance=request.guidance, seeds=seeds, quality=request.quality, base_url=request.base_url,
         )
         rendered = renderer.render(job, on_step=on_step, cancelled=cancelled)
         finished = time.perf_counter()
@@ -91,9 +97,18 @@ class Session:
                 "render": round(finished - expanded_at - rendered.load_seconds, 4),
                 "total": round(finished - started, 4),
             },
-            notes=tuple(rendered.notes),
+            notes=tuple(n for n in [expansion.details.get("note"), *rendered.notes] if n),
+            candidates=candidates if len(candidates) > 1 else (),
             id=uuid.uuid4().hex[:10],
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
         self.history.append(generation)
         return generation
+
+    def _expand(self, expander, request: Request, variant: int) -> Expansion:
+        """An expansion, from this session's cache when the same one was written before."""
+        settings = tuple(sorted((k, str(v)) for k, v in self.config.trait_values().items() if k.startswith(("expander_", "openai_base"))))
+        key = (expander.name, request.idea, request.style, variant, request.base_url, settings)
+        if key not in self._expansions:
+            self._expansions[key] = expander.expand(request.idea, style=request.style, variant=variant, base_url=request.base_url)
+        return self._expansions[key]

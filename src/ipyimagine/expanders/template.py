@@ -5,7 +5,7 @@
     style         - technique, palette, mood
     composition   - framing, lighting, detail
 
-No model, no network: the same idea and seed always give the same prompt.
+No model, no network: the same idea (and variant) always give the same prompt.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ CONTENT_WORDS = {
     "drawing": "drawing", "sketch": "sketch", "illustration": "illustration", "poster": "poster", "logo": "logo design",
     "render": "3d render", "diagram": "diagram", "icon": "icon",
 }
-# Moods suggested by words in the idea, else one picked by the seed.
+# Moods suggested by words in the idea, else one picked by the variant.
 MOODS = {
     "storm": "moody, dramatic atmosphere", "night": "deep blues, quiet atmosphere", "dusk": "warm dusk palette",
     "sunset": "warm golden palette", "dawn": "soft pastel palette", "forest": "lush greens, natural palette",
@@ -55,11 +55,11 @@ class TemplateExpander:
     def describe(self) -> str:
         return "offline template: adds content type, style and composition words around your idea"
 
-    def expand(self, idea: str, *, style: str | None = None, seed: int = 0) -> Expansion:
+    def expand(self, idea: str, *, style: str | None = None, variant: int = 0, base_url: str | None = None) -> Expansion:
         description = clean_idea(idea)
         ordered = re.findall(r"[a-z]+", description.lower())
         words = set(ordered)
-        key = hashlib.sha256(f"{description}\0{style}\0{seed}".encode()).digest()
+        key = hashlib.sha256(f"{description}\0{style}\0{variant}".encode()).digest()
         rng = random.Random(key)
 
         parts = [description]
@@ -74,5 +74,5 @@ class TemplateExpander:
             prompt=", ".join(parts),
             negative_prompt=NEGATIVE,
             expander=self.name,
-            details={"seed": seed},
+            details={"variant": variant},
         )

@@ -29,6 +29,8 @@ class RenderJob:
     steps: int
     guidance: float
     seeds: tuple[int, ...]  # one image per seed
+    quality: str | None = None  # images APIs only
+    base_url: str | None = None  # OpenAI-compatible servers only
 
 
 @dataclass

@@ -1,0 +1,177 @@
+"""Render through an images API: OpenAI's GPT image models, or an OpenAI-compatible server via base URL.
+
+What a model cannot do (a size it does not offer, too many images, a retired model) is refused
+in one sentence before any request is sent. Timeouts and retries are explicit: with the SDK's
+defaults a hung request could hold a cell for 3 x 600 s. The reply's shape is checked before
+it is used: a base URL pointing at a web page makes the SDK "succeed" with a string.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+
+from .. import openai_support
+from ..errors import BackendError, RequestError
+from . import RenderJob, Rendered
+
+STANDARD_SIZES = ("1024x1024", "1536x1024", "1024x1536")
+# GPT image models as listed by the openai SDK (3.54): sizes, qualities, and price per image at
+# 1024x1024 by quality in US dollars where public figures exist (estimates: OpenAI bills tokens).
+MODELS = {
+    "gpt-image-1-mini": {"free_size": False, "qualities": ("low", "medium", "high", "auto"), "price": {"low": 0.002, "medium": 0.008, "high": 0.033}},
+    "gpt-image-1.5": {"free_size": False, "qualities": ("low", "medium", "high", "auto"), "price": {"low": 0.009, "medium": 0.034, "high": 0.133}},
+    "chatgpt-image-latest": {"free_size": False, "qualities": ("low", "medium", "high", "auto"), "price": {}},
+    "gpt-image-2": {"free_size": True, "qualities": ("low", "medium", "high", "auto"), "price": {"low": 0.006, "medium": 0.053, "high": 0.211}},
+    "gpt-image-2.5-sunburst": {"free_size": True, "qualities": ("low", "medium", "high", "xhigh", "max", "auto"), "price": {}},
+    "gpt-image-2.5-flare": {"free_size": True, "qualities": ("low", "medium", "high", "xhigh", "max", "auto"), "price": {}},
+    "gpt-image-2.6-sunburst": {"free_size": True, "qualities": ("low", "medium", "high", "auto"), "price": {}},
+    "gpt-image-2.6-flare": {"free_size": True, "qualities": ("low", "medium", "high", "auto"), "price": {}},
+}
+RETIRED = {
+    "dall-e-2": "was retired on 2026-05-12",
+    "dall-e-3": "was retired on 2026-05-12",
+    "gpt-image-1": "was shut down on 2026-10-23",
+}
+MAX_N = 10
+
+
+def model_family(model: str) -> dict | None:
+    """The capabilities of an OpenAI model name (snapshots like gpt-image-2-2026-04-21 included); None if unknown."""
+    for name in sorted(MODELS, key=len, reverse=True):
+        if model == name or model.startswith(name + "-20"):
+            return MODELS[name]
+    return None
+
+
+def check_request(model: str, width: int | None, height: int | None, n: int, quality: str | None, openai_host: bool) -> None:
+    """Refuse, before sending anything, what the model cannot do."""
+    if model in RETIRED:
+        raise RequestError(f"The OpenAI model {model!r} {RETIRED[model]}; use gpt-image-1-mini, gpt-image-1.5 or gpt-image-2.")
+    family = model_family(model)
+    if family is None:
+        if openai_host:
+            raise RequestError(f"Unknown OpenAI image model {model!r}; use one of: {', '.join(MODELS)}.")
+        return  # a compatible server's own model: it decides
+    if n > MAX_N:
+        raise RequestError(f"{model} makes at most {MAX_N} images per request, asked for {n}.")
+    if quality and quality not in family["qualities"]:
+        raise RequestError(f"{model} takes --quality {', '.join(family['qualities'])}, got {quality!r}.")
+    if width is None:
+        return
+    size = f"{width}x{height}"
+    if family["free_size"]:
+        if width % 16 or height % 16 or max(width, height) > 3840 or min(width, height) * 3 < max(width, height) or width * height > 3840 * 2160:
+            raise RequestError(
+                f"{model} takes sizes in multiples of 16, sides from 1:3 to 3:1, at most 3840x2160; got {size}."
+            )
+    elif size not in STANDARD_SIZES:
+        raise RequestError(f"{model} makes only {', '.join(STANDARD_SIZES)} images, not {size}; use --size 1024x1024.")
+
+
+class OpenAIImagesRenderer:
+    name = "openai"
+
+    def __init__(self, config=None):
+        self.config = config
+
+    def availability(self) -> str | None:
+        return openai_support.why_not_available(self.config)
+
+    def describe(self) -> str:
+        return (f"images API: OpenAI GPT image models ({self.config.openai_image_model} at quality "
+                f"{self.config.openai_quality} by default) or an OpenAI-compatible image server via base URL")
+
+    def render(self, job: RenderJob, on_step=None, cancelled=None) -> Rendered:
+        config = self.config
+        model = job.model or config.openai_image_model
+        quality = job.quality or config.openai_quality
+        base_url = openai_support.base_url_of(config, job.base_url)
+        host = openai_support.host_of(base_url)
+        family = model_family(model)
+        check_request(model, job.width, job.height, len(job.seeds), quality, host == "api.openai.com")
+
+        request = {"model": model, "prompt": job.prompt}
+        if family is not None:  # OpenAI's own models: size and quality as that model takes them
+            request["size"] = f"{job.width}x{job.height}" if job.width else "1024x1024"
+            request["quality"] = quality
+        elif job.width:
+            request["size"] = f"{job.width}x{job.height}"
+        per_call = len(job.seeds) if family is not None else 1  # compatible servers (Ollama) reject `n`
+        if per_call > 1:
+            request["n"] = per_call
+
+        timeout, retries = config.openai_image_timeout, config.openai_max_retries
+        client = openai_support.make_client(base_url, timeout, retries)
+        images, revised, usage_total = [], [], {}
+        started = time.perf_counter()
+        import openai
+
+        while len(images) < len(job.seeds):
+            if cancelled is not None and cancelled():
+                from ..errors import Cancelled
+
+                raise Cancelled(f"Cancelled after {len(images)} of {len(job.seeds)} images.")
+            try:
+                response = client.images.generate(**request)
+            except openai.OpenAIError as error:
+                raise openai_support.explain(error, host, "image request", timeout, retries) from None
+            for item in self._items(response, host):
+                images.append(self._decode(item, host))
+                revised.append(getattr(item, "revised_prompt", None))
+            for key, value in (self._usage(response) or {}).items():
+                usage_total[key] = usage_total.get(key, 0) + value
+            if on_step is not None:
+                on_step(min(len(images), len(job.seeds)), len(job.seeds))
+        images = images[: len(job.seeds)]
+
+        params = {"quality": quality if family else None, "size": request.get("size"), "width": images[0].width,
+                  "height": images[0].height, "base_url_host": host, "seconds": round(time.perf_counter() - started, 2)}
+        notes = ["The images API takes no seed: the recorded seed does not reproduce this picture (ipyimagine's cache does)."]
+        if any(revised):
+            params["revised_prompt"] = [r for r in revised if r]
+            notes.append(f"The server revised the prompt to: {params['revised_prompt'][0]}")
+        if usage_total:
+            params["usage"] = usage_total
+        price = (family or {}).get("price", {}).get(quality)
+        if price is not None and request.get("size") == "1024x1024":
+            params["cost_usd_estimate"] = round(price * len(images), 4)
+        return Rendered(images=images, model=model, params=params, notes=notes)
+
+    @staticmethod
+    def _items(response, host: str) -> list:
+        data = getattr(response, "data", None)
+        if isinstance(response, str) or not data:
+            raise BackendError(
+                f"{host} did not answer like an OpenAI images API (no images in the reply); "
+                "check the base URL (it usually ends in /v1) and that the server can make images."
+            )
+        return data
+
+    @staticmethod
+    def _decode(item, host: str):
+        from PIL import Image
+
+        if getattr(item, "b64_json", None):
+            raw = base64.b64decode(item.b64_json)
+        elif getattr(item, "url", None):
+            import urllib.request
+
+            with urllib.request.urlopen(item.url, timeout=60) as reply:  # only older compatible servers answer with a URL
+                raw = reply.read()
+        else:
+            raise BackendError(f"{host} sent an image entry with neither b64_json nor url.")
+        try:
+            image = Image.open(io.BytesIO(raw))
+            image.load()
+        except Exception:
+            raise BackendError(f"{host} sent image data that is not a picture.") from None
+        return image.convert("RGB")
+
+    @staticmethod
+    def _usage(response) -> dict | None:
+        usage = getattr(response, "usage", None)
+        if usage is None:
+            return None
+        return {k: getattr(usage, k) for k in ("input_tokens", "output_tokens", "total_tokens") if getattr(usage, k, None) is not None}

@@ -1,0 +1,60 @@
+"""The small shapes model that ships in the package: a plain pipeline folder that follows its captions."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from ipyimagine.renderers.diffusers_pipeline import BUNDLED_DIR
+from training import scenes
+from training.evaluate import evaluate
+
+pytestmark = pytest.mark.skipif(not (BUNDLED_DIR / "model_index.json").exists(), reason="the bundled model is not exported")
+
+
+def test_it_is_a_plain_stable_diffusion_folder_under_20_mb_loaded_the_ordinary_way():
+    from diffusers import StableDiffusionPipeline
+
+    size = sum(f.stat().st_size for f in BUNDLED_DIR.rglob("*") if f.is_file())
+    assert size < 20 * 2**20
+    assert json.loads((BUNDLED_DIR / "model_index.json").read_text())["_class_name"] == "StableDiffusionPipeline"
+    assert not list(BUNDLED_DIR.rglob("*.bin")) and list(BUNDLED_DIR.rglob("*.safetensors"))
+    pipe = StableDiffusionPipeline.from_pretrained(str(BUNDLED_DIR), local_files_only=True)
+    assert type(pipe.unet).__name__ == "UNet2DConditionModel" and type(pipe.vae).__name__ == "AutoencoderKL"
+    assert type(pipe.text_encoder).__name__ == "CLIPTextModel"
+    for word in scenes.vocabulary():  # every word of its world is one token
+        assert len(pipe.tokenizer(word, add_special_tokens=False).input_ids) == 1, word
+
+
+def test_it_draws_what_the_caption_says_well_above_chance():
+    figures = evaluate(quick=True)  # 12 held-out + 12 seen captions, 4 captions x 4 seeds
+    for group in ("held_out", "seen"):
+        got = figures[group]
+        # chance is about 1/7 for colours, 1/5 for places, 1/3 for shapes
+        assert got["background"] >= 0.8 and got["colour"] >= 0.7 and got["place"] >= 0.7 and got["shape"] >= 0.5, figures
+    assert figures["seed_variety"]["captions_all_four_seeds_same"] == 0, figures
+
+
+def test_an_idea_outside_its_world_still_renders_with_a_one_line_note(session):
+    from ipyimagine import Request
+
+    gen = session.imagine(Request("a lighthouse in a storm", model=None, seed=1, steps=4))
+    assert gen.image.size == (64, 64) and gen.model == "ipyimagine/shapes"
+    assert any(note.startswith("The bundled model only knows simple coloured shapes") for note in gen.notes)
+    inside = session.imagine(Request("a red circle on a blue background", model=None, seed=1, steps=4))
+    assert not any("only knows" in note for note in inside.notes)
+
+
+def test_the_template_expansion_still_draws_the_idea():
+    from ipyimagine import Imagine, Request, Session
+
+    session = Session(Imagine())
+    hits = 0
+    rng = random.Random(5)
+    for i, combination in enumerate(rng.sample(scenes.all_combinations(), 8)):
+        scene = scenes.Scene(*combination)
+        gen = session.imagine(Request(scenes.caption(scene), seed=i))  # expanded: style words appended
+        reading = scenes.analyse(gen.image)
+        hits += (reading.background, reading.colour) == (scene.background, scene.colour)
+    assert hits >= 6
