@@ -25,7 +25,8 @@ class Imagine(Configurable):
 
     backend = Unicode(help="Renderer that draws the picture: 'auto', 'diffusers' (local), 'openai', or any installed renderer. "
                            "'auto' is openai when OPENAI_API_KEY or a base URL is set, else diffusers.").tag(config=True)
-    model = Unicode(help="Model for the renderer: a Hugging Face id or local folder; empty means the renderer's default "
+    model = Unicode(help="Model of Imagine.backend (with 'auto', of diffusers; a cell that picks another --backend gets that backend's default): "
+                         "for diffusers a Hugging Face id or local folder; empty means the backend's default "
                          "(for diffusers, the small shapes model that ships with ipyimagine).").tag(config=True)
     expander = Unicode(help="Expander that turns the idea into a detailed prompt: 'auto', 'template' (offline), 'openai', or any "
                             "installed. 'auto' is openai when OPENAI_API_KEY or a base URL is set, else template.").tag(config=True)

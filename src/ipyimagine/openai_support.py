@@ -74,7 +74,9 @@ def explain(error: Exception, host: str, what: str, timeout: float, max_retries:
     tries = f"after {max_retries + 1} tries" if max_retries else "on the first try"
     status = getattr(error, "status_code", None)
     code = getattr(error, "code", None)
-    server_says = redact(str(getattr(error, "message", "") or "")).strip().splitlines()
+    body = getattr(error, "body", None)
+    said = body.get("message") if isinstance(body, dict) else None  # the server's words, without the SDK's prefix
+    server_says = redact(str(said or "")).strip().splitlines()
     detail = f": {server_says[0][:160]}" if server_says else ""
     if isinstance(error, openai.APITimeoutError):
         message = f"{host} did not answer the {what} within {timeout:g} s ({tries}); try again, or raise Imagine.openai_timeout."

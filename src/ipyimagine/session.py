@@ -45,10 +45,15 @@ class Session:
         started = time.perf_counter()
 
         # 1. Fill in the configured defaults, and check everything that can fail before any model loads.
-        request = request.with_defaults(**self.config.request_defaults())
+        defaults = self.config.request_defaults()
+        backend = self.config.resolve(request.backend or defaults["backend"], "diffusers")
+        model_owner = "diffusers" if defaults["backend"] == "auto" else defaults["backend"]
+        if backend != model_owner:
+            defaults["model"] = None  # Imagine.model is the model of Imagine.backend, not of a backend a cell switched to
+        request = request.with_defaults(**defaults)
         request = replace(
             request,
-            backend=self.config.resolve(request.backend, "diffusers"),
+            backend=backend,
             expander=self.config.resolve(request.expander, "template") if request.expand else None,
         )
         style = get_style(request.style) if request.style else None

@@ -1,0 +1,127 @@
+"""A small server on 127.0.0.1 that speaks the OpenAI wire format for chat completions and images.
+
+The first path segment picks its behaviour, so one server serves every test:
+`http://127.0.0.1:PORT/<mode>/v1`. Modes: ok, refuse (an LLM refusal), think (reasoning tags and
+markdown), ratelimit, quota, error500, slow, html, empty, moderation, badkey, notfound.
+Every request is kept in `requests` so tests can check what the real client sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from PIL import Image
+
+
+def png_b64(width: int, height: int, colour=(200, 40, 40)) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+class Handler(BaseHTTPRequestHandler):
+    disable_nagle_algorithm = True  # else keep-alive costs ~45 ms a call
+    server: "FakeOpenAI"
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def send_json(self, status: int, body, headers: dict | None = None) -> None:
+        raw = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def error(self, status: int, message: str, code: str | None = None, kind: str = "invalid_request_error", headers=None):
+        self.send_json(status, {"error": {"message": message, "type": kind, "param": None, "code": code}}, headers)
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", 0))
+        body = json.loads(self.rfile.read(length) or b"{}")
+        mode, _, endpoint = self.path.strip("/").partition("/v1/")
+        self.server.requests.append({"mode": mode, "endpoint": endpoint, "body": body, "authorization": self.headers.get("Authorization")})
+        if mode == "ratelimit":
+            return self.error(429, "Rate limit reached for requests", "rate_limit_exceeded", headers={"retry-after-ms": "10"})
+        if mode == "quota":
+            return self.error(429, "You exceeded your current quota", "insufficient_quota", "insufficient_quota")
+        if mode == "error500":
+            return self.error(500, "The server had an error", None, "server_error")
+        if mode == "slow":
+            time.sleep(2)
+        if mode == "badkey":
+            key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+            return self.error(401, f"Incorrect API key provided: {key}.", "invalid_api_key")
+        if mode == "notfound":
+            return self.error(404, f"The model `{body.get('model')}` does not exist", "model_not_found")
+        if mode == "moderation":
+            return self.error(400, "Your request was rejected by the safety system.", "moderation_blocked", "image_generation_user_error")
+        if mode == "html":
+            raw = b"<html><body>Welcome to my homepage</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            return self.wfile.write(raw)
+        if mode == "empty":
+            return self.send_json(200, {})
+        if endpoint == "chat/completions":
+            return self.chat(mode, body)
+        if endpoint == "images/generations":
+            if self.server.image_status:
+                return self.error(self.server.image_status, "image service unavailable", None, "server_error")
+            return self.images(body)
+        return self.error(404, f"no route {endpoint}")
+
+    def chat(self, mode: str, body: dict):
+        idea = body["messages"][-1]["content"].splitlines()[0]
+        self.server.chat_calls += 1
+        if mode == "refuse":
+            content = "I'm sorry, but I can't help with that request."
+        elif mode == "think":
+            content = f"<think>The user wants a picture.</think>\n**Prompt:** \"{idea}, oil painting, warm light, wide shot\""
+        else:
+            content = f"{idea}, photograph, golden light, soft palette, wide shot, highly detailed (reply {self.server.chat_calls})"
+        self.send_json(200, {
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 60, "completion_tokens": 25, "total_tokens": 85},
+        })
+
+    def images(self, body: dict):
+        width, height = (int(v) for v in body.get("size", "1024x1024").split("x"))
+        scale = self.server.image_scale  # answer with small pictures of the right shape: fast tests
+        data = [{"b64_json": png_b64(width // scale, height // scale)} for _ in range(body.get("n", 1))]
+        if self.server.revise:
+            for item in data:
+                item["revised_prompt"] = "REVISED: " + body["prompt"]
+        self.send_json(200, {"created": 0, "data": data, "usage": {"input_tokens": 40, "output_tokens": 272, "total_tokens": 312}})
+
+
+class FakeOpenAI(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.requests: list[dict] = []
+        self.chat_calls = 0
+        self.image_scale = 16
+        self.revise = False
+        self.image_status = 0  # non-zero: images fail with this status while chat works
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, mode: str = "ok") -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/{mode}/v1"
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()

@@ -1,0 +1,195 @@
+"""The openai expander and renderer: the real openai client over real HTTP to a server on 127.0.0.1."""
+
+import json
+import socket
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.utils.capture import capture_output
+
+pytest.importorskip("openai")
+from openai_server import FakeOpenAI  # noqa: E402
+
+KEY = "sk-test-not-a-real-key-1234"
+
+
+@pytest.fixture(scope="module")
+def server():
+    fake = FakeOpenAI()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def ishell(shell, server, monkeypatch):
+    """The shell, with a key in the environment and short timeouts."""
+    import ipyimagine
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    config = ipyimagine.default_session().config
+    config.openai_timeout = config.openai_image_timeout = 0.5
+    config.openai_max_retries = 1
+    server.requests.clear()
+    server.image_status = 0
+    server.revise = False
+    return shell
+
+
+def run(shell, line, cell="a lighthouse in a storm"):
+    with capture_output() as captured:
+        shell.run_cell_magic("imagine", line, cell)
+    return captured
+
+
+def entry(captured):
+    return next(o.metadata["ipyimagine"] for o in captured.outputs if "image/png" in o.data)
+
+
+def usage_error(shell, line, cell="a lighthouse in a storm"):
+    with pytest.raises(UsageError) as caught:
+        run(shell, line, cell)
+    return str(caught.value)
+
+
+def test_expand_and_render_end_to_end_and_send_only_portable_fields(ishell, server):
+    captured = run(ishell, f"--expander openai --backend openai --openai-base-url {server.url()} --seed 3")
+    record = entry(captured)
+    host = f"127.0.0.1:{server.server_address[1]}"
+    assert record["prompt"].startswith("a lighthouse in a storm, photograph")
+    assert record["expander"]["name"] == "openai" and record["expander"]["model"] == "gpt-5.4-mini"
+    assert record["expander"]["base_url_host"] == host and len(record["expander"]["system_prompt_sha256"]) == 12
+    assert record["expander"]["usage"] == {"prompt_tokens": 60, "completion_tokens": 25}
+    assert record["backend"] == "openai" and record["model"] == "gpt-image-1-mini"
+    assert record["params"]["quality"] == "low" and record["params"]["size"] == "1024x1024"
+    assert record["params"]["cost_usd_estimate"] == 0.002 and record["params"]["usage"]["output_tokens"] == 272
+    chat, image = server.requests
+    assert set(chat["body"]) == {"model", "messages"}  # no n, max_tokens or temperature: servers differ on those
+    assert set(image["body"]) == {"model", "prompt", "size", "quality"}
+    assert image["body"]["prompt"] == record["prompt"]
+    caption = next(o.data["text/html"] for o in captured.outputs if "text/html" in o.data)
+    assert "openai · gpt-image-1-mini" in caption and "expander openai (gpt-5.4-mini)" in caption
+
+
+def test_rerunning_a_cell_or_retrying_after_a_failed_render_does_not_pay_for_the_expansion_again(ishell, server):
+    line = f"--expander openai --backend openai --openai-base-url {server.url()}"
+    server.image_status = 500
+    message = usage_error(ishell, line, "a fox reading a newspaper")
+    assert message.endswith("failed (500) after 2 tries; try again later.")
+    calls = server.chat_calls
+    server.image_status = 0
+    run(ishell, line, "a fox reading a newspaper")
+    run(ishell, line, "a fox reading a newspaper")
+    assert server.chat_calls == calls
+
+
+def test_auto_uses_openai_when_a_base_url_is_configured(ishell, server):
+    ishell.run_line_magic("config", f"Imagine.openai_base_url = {server.url()!r}")
+    record = entry(run(ishell, "--seed 1"))
+    assert record["backend"] == "openai" and record["expander"]["name"] == "openai"
+    ishell.run_line_magic("config", "Imagine.openai_base_url = ''")
+
+
+@pytest.mark.parametrize(
+    "mode, line, expected",
+    [
+        ("ratelimit", "", "{host} is rate-limiting requests (429) after 2 tries; wait a moment and run the cell again."),
+        ("quota", "", "{host} says the account has no quota left (429 insufficient_quota); check your plan and billing."),
+        ("error500", "", "{host} failed (500) after 2 tries; try again later."),
+        ("slow", "", "{host} did not answer the prompt expansion within 0.5 s (after 2 tries); try again, or raise Imagine.openai_timeout."),
+        ("html", "", "{host} did not answer like an OpenAI-compatible API (no choices in the reply); check the base URL: it usually ends in /v1."),
+        ("empty", "", "{host} did not answer like an OpenAI-compatible API (no choices in the reply); check the base URL: it usually ends in /v1."),
+        ("badkey", "", "{host} refused the API key (401); set a valid key in the OPENAI_API_KEY environment variable."),
+        ("notfound", "", "{host} has no such model or endpoint (404): The model `gpt-5.4-mini` does not exist; check --model and the base URL (it usually ends in /v1)."),
+        ("moderation", "--no-expand", "The image request was refused by {host}'s safety system (moderation_blocked); rephrase the prompt."),
+        ("html", "--no-expand", "{host} did not answer like an OpenAI images API (no images in the reply); check the base URL (it usually ends in /v1) and that the server can make images."),
+        ("slow", "--no-expand", "{host} did not answer the image request within 0.5 s (after 2 tries); try again, or raise Imagine.openai_timeout."),
+    ],
+)
+def test_each_server_fault_is_one_sentence_without_the_key(ishell, server, mode, line, expected):
+    host = f"127.0.0.1:{server.server_address[1]}"
+    message = usage_error(ishell, f"--expander openai --backend openai --openai-base-url {server.url(mode)} {line}")
+    assert message == expected.format(host=host)
+
+
+def test_a_server_that_is_not_running(ishell):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again when the block ends: nothing listens there
+    message = usage_error(ishell, f"--expander openai --openai-base-url http://127.0.0.1:{port}/v1")
+    assert message == (f"Cannot reach 127.0.0.1:{port} for the prompt expansion (after 2 tries); "
+                       "check that the server is running and the base URL is right.")
+
+
+def test_no_key_and_no_server_says_where_the_key_goes(shell, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    message = usage_error(shell, "--expander openai")
+    assert message.startswith("No OpenAI API key: set the OPENAI_API_KEY environment variable (not in the notebook)")
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("--size 512x512", "gpt-image-1-mini makes only 1024x1024, 1536x1024, 1024x1536 images, not 512x512; use --size 1024x1024."),
+        ("--model dall-e-3", "The OpenAI model 'dall-e-3' was retired on 2026-05-12; use gpt-image-1-mini, gpt-image-1.5 or gpt-image-2."),
+        ("--model gpt-image-1", "The OpenAI model 'gpt-image-1' was shut down on 2026-10-23; use gpt-image-1-mini, gpt-image-1.5 or gpt-image-2."),
+        ("--quality ultra", "gpt-image-1-mini takes --quality low, medium, high, auto, got 'ultra'."),
+        ("--model gpt-image-2 --size 1000x1000", "gpt-image-2 takes sizes in multiples of 16, sides from 1:3 to 3:1, at most 3840x2160; got 1000x1000."),
+    ],
+)
+def test_what_a_model_cannot_do_is_refused_before_any_request(ishell, server, line, expected):
+    assert usage_error(ishell, f"--backend openai --no-expand --openai-base-url {server.url()} {line}") == expected
+    assert server.requests == []
+
+
+def test_free_sizes_on_gpt_image_2_and_a_compatible_servers_own_model(ishell, server):
+    record = entry(run(ishell, f"--backend openai --no-expand --openai-base-url {server.url()} --model gpt-image-2 --size 1536x640"))
+    assert record["params"]["size"] == "1536x640"
+    server.requests.clear()
+    record = entry(run(ishell, f"--backend openai --no-expand --openai-base-url {server.url()} --model x/z-image-turbo -n 2"))
+    assert [set(r["body"]) for r in server.requests] == [{"model", "prompt"}] * 2  # one image a request, no n or quality
+    assert record["model"] == "x/z-image-turbo" and len(record["seeds"]) == 2
+
+
+def test_refusals_fall_back_to_the_idea_with_a_visible_note(ishell, server):
+    captured = run(ishell, f"--expander openai --openai-base-url {server.url('refuse')} --seed 1")
+    record = entry(captured)
+    assert record["prompt"] == "a lighthouse in a storm"
+    assert "did not expand the idea (it declined or said nothing usable); the idea was rendered as written." in record["notes"][0]
+
+
+def test_reasoning_quotes_and_labels_are_cleaned_from_the_reply(ishell, server):
+    record = entry(run(ishell, f"--expander openai --openai-base-url {server.url('think')} --seed 1"))
+    assert record["prompt"] == "a lighthouse in a storm, oil painting, warm light, wide shot"
+
+
+def test_candidates_are_listed_and_pick_renders_one_without_asking_again(ishell, server):
+    line = f"--expander openai --openai-base-url {server.url()} --seed 1 --candidates 3"
+    first = entry(run(ishell, line, "a quiet harbour"))
+    assert len(first["candidates"]) == 3 and len(set(first["candidates"])) == 3
+    calls = server.chat_calls
+    second = entry(run(ishell, line + " --pick 2", "a quiet harbour"))
+    assert second["prompt"] == first["candidates"][1] and server.chat_calls == calls
+
+
+def test_a_revised_prompt_is_recorded_and_shown(ishell, server):
+    server.revise = True
+    captured = run(ishell, f"--backend openai --no-expand --openai-base-url {server.url()}")
+    assert entry(captured)["params"]["revised_prompt"] == ["REVISED: a lighthouse in a storm"]
+    assert any("The server revised the prompt to: REVISED:" in o.data.get("text/html", "") for o in captured.outputs)
+
+
+def test_the_key_never_reaches_outputs_metadata_history_or_errors(ishell, server, capsys):
+    import ipyimagine
+
+    seen = []
+    for mode in ("ok", "badkey", "notfound", "error500"):
+        try:
+            captured = run(ishell, f"--expander openai --backend openai --openai-base-url {server.url(mode)} --seed 2")
+            seen += [json.dumps(o.data) + json.dumps(o.metadata) for o in captured.outputs] + [captured.stdout, captured.stderr]
+        except UsageError as error:
+            seen.append(str(error))
+    assert any(r["authorization"] == f"Bearer {KEY}" for r in server.requests)  # the key was really sent...
+    session = ipyimagine.default_session()
+    seen += [json.dumps(g.record()) for g in session.history] + [repr(session.config.trait_values())]
+    seen += list(capsys.readouterr())
+    assert all(KEY not in text for text in seen)  # ...and shown nowhere
