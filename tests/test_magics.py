@@ -107,3 +107,14 @@ def test_help_documents_the_options(shell, capsys):
     out = capsys.readouterr().out
     for option in ("--seed", "--steps", "--guidance", "--size", "--no-expand", "--out", "%imagine backends"):
         assert option in out
+
+
+def test_the_readme_documents_every_option_of_the_magic():
+    from pathlib import Path
+
+    from ipyimagine.options import OPTIONS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for flags, _ in OPTIONS:
+        assert f"`{flags[-1]}" in readme, flags
+    assert "`--out NAME`" in readme
