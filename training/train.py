@@ -335,9 +335,13 @@ def export(parts: dict, state: dict) -> Path:
     import torch
 
     pipe = assemble_pipeline(parts)
+    card = EXPORT / "MODEL_CARD.md"
+    card_text = card.read_text() if card.exists() else None  # the card is written by hand: keep it
     if EXPORT.exists():
         shutil.rmtree(EXPORT)
     pipe.to(torch.float16).save_pretrained(str(EXPORT), safe_serialization=True)
+    if card_text is not None:
+        card.write_text(card_text)
     pipe.to(torch.float32)
     (EXPORT / "vocabulary.json").write_text(json.dumps(
         {"colours": list(scenes.COLOURS), "shapes": list(scenes.SHAPES), "places": list(scenes.PLACES), "words": scenes.vocabulary()}, indent=1))
