@@ -193,3 +193,27 @@ def test_the_key_never_reaches_outputs_metadata_history_or_errors(ishell, server
     seen += [json.dumps(g.record()) for g in session.history] + [repr(session.config.trait_values())]
     seen += list(capsys.readouterr())
     assert all(KEY not in text for text in seen)  # ...and shown nowhere
+
+
+def test_backends_says_why_openai_cannot_run_without_a_key(shell, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    rows = {(kind, name): (ready, text) for kind, name, ready, text in shell.run_line_magic("imagine", "backends").rows}
+    assert rows[("renderer", "openai")] == (False, "no OPENAI_API_KEY in the environment and no base URL (Imagine.openai_base_url or OPENAI_BASE_URL)")
+    assert rows[("expander", "openai")][0] is False and rows[("expander", "template")][0] is True
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    rows = {(kind, name): ready for kind, name, ready, _ in shell.run_line_magic("imagine", "backends").rows}
+    assert rows[("renderer", "openai")] and rows[("expander", "openai")]
+
+
+def test_the_cli_takes_the_same_openai_options(server, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "OPENAI_API_KEY": KEY, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "ipyimagine", "a quiet harbour", "--backend", "openai", "--expander", "openai",
+         "--openai-base-url", server.url(), "-o", "harbour.png", "-q"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "harbour.png").exists() and KEY not in done.stdout + done.stderr
