@@ -13,7 +13,7 @@ from .errors import BackendError, Cancelled, ImagineError, MissingDependency, Mo
 from .request import Expansion, Generation, Request
 from .session import Session
 
-__version__ = "0.1.0"
+from ._version import __version__
 __all__ = [
     "BackendError",
     "Cancelled",

@@ -63,8 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if progress:
             progress.close()
-    for image, path in zip(generation.images, output_paths(args.output, generation.seeds)):
-        (image if args.native else enlarged(image)).save(path)
+    from .pngmeta import save_png
+
+    record = generation.record()
+    for index, (image, path) in enumerate(zip(generation.images, output_paths(args.output, generation.seeds))):
+        save_png(image if args.native else enlarged(image), path, record, index)
         if not args.quiet:
             print(f"wrote {path}")
     if not args.quiet:

@@ -36,6 +36,7 @@ class ImagineMagics(Magics):
 
     @magic_arguments()
     @argument("--out", metavar="NAME", help="also store the Generation in the variable NAME")
+    @argument("--save", metavar="DIR", help="also write each image to DIR as a PNG carrying its recipe (default Imagine.save_dir)")
     @decorate_with_options
     @line_cell_magic
     def imagine(self, line: str, cell: str | None = None):
@@ -63,7 +64,7 @@ class ImagineMagics(Magics):
         progress = NotebookProgress() if in_notebook else TextProgress()
         try:
             request = request_from_args(args, idea)
-            generation = self.session.imagine(request, on_step=progress.step)
+            generation = self.session.imagine(request, on_step=progress.step, save_dir=args.save)
         except KeyboardInterrupt:
             progress.close()
             at = f" at step {progress.done} of {progress.total}" if progress.total else ""

@@ -10,6 +10,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from ._version import __version__
 from .errors import RequestError
 
 MAX_SEED = 2**32 - 1
@@ -136,6 +137,7 @@ class Generation:
     timings: dict  # seconds: expand, load, render, total
     notes: tuple[str, ...] = ()
     candidates: tuple = ()  # every expansion written when --candidates K > 1 (the rendered one included)
+    files: tuple[str, ...] = ()  # PNGs written with --save
     id: str = ""
     created: str = ""
 
@@ -178,6 +180,7 @@ class Generation:
             "notes": list(self.notes),
             "candidates": [c.prompt for c in self.candidates],
             "request": asdict(self.request),
+            "version": __version__,
         }
 
     def caption(self) -> str:

@@ -13,12 +13,22 @@ import time
 import uuid
 from dataclasses import replace
 from datetime import datetime, timezone
+from pathlib import Path
 
 from . import registry
 from .config import Imagine
 from .renderers import RenderJob
 from .request import MAX_SEED, Expansion, Generation, Request
+from .pngmeta import save_png
 from .styles import get_style
+
+
+def save_pngs(generation: Generation, folder: Path) -> list[Path]:
+    """Write each image at full resolution with its recipe in the PNG (infotext + JSON entry)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    record = generation.record()
+    return [save_png(image, folder / f"{generation.id}-{seed}.png", record, i)
+            for i, (image, seed) in enumerate(zip(generation.images, generation.seeds))]
 
 
 class Session:
@@ -39,9 +49,10 @@ class Session:
             self._expanders[name] = registry.load(registry.EXPANDERS, name)(self.config)
         return self._expanders[name]
 
-    def imagine(self, request: Request, on_step=None, cancelled=None) -> Generation:
+    def imagine(self, request: Request, on_step=None, cancelled=None, save_dir: str | None = None) -> Generation:
         """Make the pictures a request asks for. `on_step(done, total)` reports progress;
-        `cancelled()` returning True stops the render at its next step."""
+        `cancelled()` returning True stops the render at its next step; with `save_dir` (or
+        Imagine.save_dir) each image is also written there as a PNG carrying its recipe."""
         started = time.perf_counter()
 
         # 1. Fill in the configured defaults, and check everything that can fail before any model loads.
@@ -108,6 +119,10 @@ class Session:
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
         self.history.append(generation)
+        save_dir = save_dir or self.config.save_dir
+        if save_dir:
+            generation = replace(generation, files=tuple(str(p) for p in save_pngs(generation, Path(save_dir).expanduser())))
+            self.history[-1] = generation
         return generation
 
     def _expand(self, expander, request: Request, variant: int) -> Expansion:

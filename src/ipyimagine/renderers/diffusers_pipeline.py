@@ -195,6 +195,7 @@ class DiffusersRenderer:
                 "steps": job.steps, "guidance": job.guidance, "width": width, "height": height,
                 "scheduler": type(pipe.scheduler).__name__, "pipeline": type(pipe).__name__,
                 "device": str(pipe.device), "dtype": str(pipe.dtype).replace("torch.", ""), "rng": "cpu",
+                "versions": {"torch": torch.__version__, "diffusers": _version("diffusers"), "transformers": _version("transformers")},
             },
             notes=notes,
             load_seconds=load_seconds,
@@ -223,6 +224,12 @@ class DiffusersRenderer:
             "The bundled model only knows simple coloured shapes (e.g. 'a red circle on the left on a blue background'); "
             "for anything else use --model with a Hugging Face id or folder (e.g. stabilityai/sd-turbo) or --backend openai."
         ]
+
+
+def _version(distribution: str) -> str:
+    from importlib.metadata import version
+
+    return version(distribution)
 
 
 def _first_line(error: BaseException) -> str:

@@ -1,0 +1,106 @@
+"""Recipes inside PNG files, readable by other image tools and by ipyimagine.
+
+Two text chunks:
+- `parameters`: the Stable Diffusion web UI "infotext", which image browsers and other UIs read:
+      <prompt, possibly several lines>
+      Negative prompt: <negative>            (left out when empty)
+      Steps: 20, Sampler: DPM++ 2M, CFG scale: 5.0, Seed: 7, Size: 64x64, Model: ..., Raw prompt: "...", ...
+  values holding `,` `:` or a newline are written as JSON strings;
+- `ipyimagine`: the full history entry as JSON, with this image's own seed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+# diffusers scheduler class -> the sampler name image tools show
+SAMPLERS = {
+    "DPMSolverMultistepScheduler": "DPM++ 2M", "DPMSolverSinglestepScheduler": "DPM++ SDE", "EulerDiscreteScheduler": "Euler",
+    "EulerAncestralDiscreteScheduler": "Euler a", "DDIMScheduler": "DDIM", "PNDMScheduler": "PLMS", "LMSDiscreteScheduler": "LMS",
+    "UniPCMultistepScheduler": "UniPC", "HeunDiscreteScheduler": "Heun", "LCMScheduler": "LCM", "DDPMScheduler": "DDPM",
+}
+_PAIR = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')  # the web UI's own pattern
+_SIZE = re.compile(r"^(\d+)x(\d+)$")
+
+
+def quote(value) -> str:
+    text = str(value)
+    return json.dumps(text, ensure_ascii=False) if any(c in text for c in ",:\n") else text
+
+
+def infotext(record: dict, index: int = 0) -> str:
+    """The `parameters` text for image `index` of a history entry."""
+    params = record.get("params", {})
+    expander = record.get("expander") or {}
+    width, height = params.get("width"), params.get("height")
+    pairs = {
+        "Steps": params.get("steps"),
+        "Sampler": SAMPLERS.get(params.get("scheduler"), params.get("scheduler")),
+        "CFG scale": params.get("guidance"),
+        "Seed": record["seeds"][index],
+        "Size": f"{width}x{height}" if width and height else None,
+        "Model": record.get("model"),
+        "RNG": "CPU" if params.get("rng") == "cpu" else None,
+        "Backend": record.get("backend"),
+        "Raw prompt": record.get("idea", "").strip(),
+        "Expander": expander.get("name"),
+        "LLM": expander.get("model"),
+        "Style": record.get("style"),
+        "Version": f"ipyimagine {record.get('version', '')}".strip(),
+    }
+    line = ", ".join(f"{k}: {quote(v)}" for k, v in pairs.items() if v not in (None, ""))
+    text = record["prompt"].strip()
+    if record.get("negative_prompt"):
+        text += "\nNegative prompt: " + record["negative_prompt"]
+    return text + "\n" + line
+
+
+def parse_infotext(text: str) -> dict:
+    """Read an infotext back the way the web UI does (`parse_generation_parameters`)."""
+    lines = text.strip().split("\n")
+    found = {}
+    if len(_PAIR.findall(lines[-1])) >= 3:
+        for key, value in _PAIR.findall(lines.pop()):
+            value = value.strip()
+            if value.startswith('"') and value.endswith('"'):
+                value = json.loads(value)
+            size = _SIZE.match(value)
+            if size:
+                found[f"{key}-1"], found[f"{key}-2"] = size.group(1), size.group(2)
+            else:
+                found[key] = value
+    prompt, negative, in_negative = [], [], False
+    for line in lines:
+        if line.startswith("Negative prompt:"):
+            in_negative, line = True, line[16:].strip()
+        (negative if in_negative else prompt).append(line)
+    found["Prompt"] = "\n".join(prompt)
+    found["Negative prompt"] = "\n".join(negative)
+    return found
+
+
+def png_info(record: dict, index: int = 0):
+    """A Pillow PngInfo with both chunks for image `index`."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("parameters", infotext(record, index))
+    one = dict(record, seeds=[record["seeds"][index]], image_index=index)
+    info.add_text("ipyimagine", json.dumps(one, ensure_ascii=False))
+    return info
+
+
+def save_png(image, path: Path, record: dict, index: int = 0) -> Path:
+    image.save(path, format="PNG", pnginfo=png_info(record, index))
+    return path
+
+
+def read_record(path) -> dict | None:
+    """The ipyimagine entry stored in a PNG, or None if it carries none."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        text = image.info.get("ipyimagine")
+    return json.loads(text) if text else None
