@@ -2,7 +2,7 @@
 
 The first path segment picks its behaviour, so one server serves every test:
 `http://127.0.0.1:PORT/<mode>/v1`. Modes: ok, refuse (an LLM refusal), think (reasoning tags and
-markdown), ratelimit, quota, error500, slow, html, empty, moderation, badkey, notfound.
+markdown), ratelimit, quota, error500, error503, slow, html, empty, moderation, badkey, notfound.
 Every request is kept in `requests` so tests can check what the real client sent.
 """
 
@@ -55,6 +55,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.error(429, "You exceeded your current quota", "insufficient_quota", "insufficient_quota")
         if mode == "error500":
             return self.error(500, "The server had an error", None, "server_error")
+        if mode == "error503":
+            return self.error(503, "The engine is currently overloaded", None, "server_error")
         if mode == "slow":
             time.sleep(2)
         if mode == "badkey":

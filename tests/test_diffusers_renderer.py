@@ -88,3 +88,10 @@ def test_a_hub_id_that_is_not_cached_says_how_to_get_it():
 def test_a_long_prompt_gets_a_note_that_it_was_cut(tiny_model):
     rendered = DiffusersRenderer(Imagine()).render(job(tiny_model, prompt="a red circle, " + "very " * 40))
     assert any(note.startswith("The model reads 32 tokens; the prompt was cut after") for note in rendered.notes)
+
+
+def test_availability_says_when_the_configured_model_is_not_downloaded(tiny_model):
+    assert DiffusersRenderer(Imagine(backend="diffusers", model=tiny_model)).availability() is None
+    why = DiffusersRenderer(Imagine(backend="diffusers", model="someone/not-cached-model")).availability()
+    assert why == ("the configured model 'someone/not-cached-model' is not downloaded (not in the local Hugging Face cache): "
+                   "`hf download someone/not-cached-model` where there is network")

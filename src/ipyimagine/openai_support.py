@@ -67,7 +67,7 @@ def make_client(base_url: str | None, timeout: float, max_retries: int):
     return openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=max_retries)
 
 
-def explain(error: Exception, host: str, what: str, timeout: float, max_retries: int) -> BackendError:
+def explain(error: Exception, host: str, what: str, timeout: float, max_retries: int, prompt: str | None = None) -> BackendError:
     """One sentence for an SDK error, by status and code (never by parsing the text, which varies by SDK version)."""
     import openai
 
@@ -94,7 +94,8 @@ def explain(error: Exception, host: str, what: str, timeout: float, max_retries:
     elif isinstance(error, openai.NotFoundError):
         message = f"{host} has no such model or endpoint (404){detail}; check --model and the base URL (it usually ends in /v1)."
     elif isinstance(error, openai.BadRequestError) and code in ("moderation_blocked", "content_policy_violation"):
-        message = f"The {what} was refused by {host}'s safety system ({code}); rephrase the prompt."
+        shown = f" this prompt: “{prompt}”" if prompt else " the prompt"
+        message = f"{host}'s safety system refused{shown} ({code}); edit it and run again (--no-expand sends your words as written)."
     elif isinstance(error, openai.BadRequestError):
         message = f"{host} rejected the {what} (400){detail}."
     elif isinstance(error, openai.InternalServerError) or (status is not None and status >= 500):

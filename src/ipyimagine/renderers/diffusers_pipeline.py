@@ -62,7 +62,15 @@ class DiffusersRenderer:
         missing = [m for m in ("torch", "diffusers", "transformers") if importlib.util.find_spec(m) is None]
         if missing:
             return f"needs {', '.join(missing)}: {INSTALL_HINT}"
-        if not (BUNDLED_DIR / "model_index.json").exists():
+        model = getattr(self.config, "model", "") if getattr(self.config, "backend", "") in ("diffusers", "auto") else ""
+        if model and not _looks_like_path(model):
+            from huggingface_hub import try_to_load_from_cache
+
+            if not isinstance(try_to_load_from_cache(model, "model_index.json"), str):
+                return f"the configured model {model!r} is not downloaded (not in the local Hugging Face cache): `hf download {model}` where there is network"
+        elif model and not (Path(model).expanduser() / "model_index.json").exists():
+            return f"the configured model folder {model!r} has no model_index.json"
+        elif not model and not (BUNDLED_DIR / "model_index.json").exists():
             return "the bundled model is missing from this install; pass --model with a Hugging Face id or folder"
         return None
 
