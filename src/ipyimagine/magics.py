@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import os
 import sys
+from pathlib import Path
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
@@ -18,6 +19,8 @@ from .progress import NotebookProgress, TextProgress
 from .styles import builtin_styles
 
 SUBCOMMANDS = {
+    "history": "what was made, newest first, with thumbnails: [--grep TEXT] [--limit N] [--export FILE.json|.csv]",
+    "rerun": "make entry N (or the image in a PNG file) again: rerun N|PATH [--seed S --steps N ...] to remix",
     "backends": "each renderer and expander, whether it can run here, and why not",
     "styles": "the style presets for --style",
     "help": "this help",
@@ -60,37 +63,20 @@ class ImagineMagics(Magics):
         if not idea.strip():
             raise UsageError("The cell is empty: write an idea under %%imagine, e.g. 'a red circle on a blue background'.")
 
-        in_notebook = getattr(self.shell, "kernel", None) is not None
-        progress = NotebookProgress() if in_notebook else TextProgress()
         try:
             request = request_from_args(args, idea)
-            generation = self.session.imagine(request, on_step=progress.step, save_dir=args.save)
-        except KeyboardInterrupt:
-            progress.close()
-            at = f" at step {progress.done} of {progress.total}" if progress.total else ""
-            raise UsageError(f"Interrupted{at}; nothing was rendered. The next cell runs as usual.") from None
         except ImagineError as error:
-            progress.close()
-            if _raise_errors():
-                raise
             raise UsageError(str(error)) from None
-
-        from IPython.display import display
-
-        if in_notebook:
-            progress.finish(generation)
-        else:
-            progress.close()
-            display(generation)
-        from .display import html_caption
-
-        display({"text/html": html_caption(generation)}, raw=True)
-        if args.out:
-            self.shell.user_ns[args.out] = generation
+        self._show(lambda on_step: self.session.imagine(request, on_step=on_step, save_dir=args.save), out=args.out)
 
     # ------------------------------------------------------------------ %imagine SUBCOMMAND
     def _subcommand(self, line: str):
-        command = line.strip().split()[0] if line.strip() else "help"
+        command, _, rest = line.strip().partition(" ")
+        command = command or "help"
+        if command == "history":
+            return self._history(rest)
+        if command == "rerun":
+            return self._rerun(rest)
         if command == "backends":
             return BackendsTable(self.session)
         if command == "styles":
@@ -102,6 +88,110 @@ class ImagineMagics(Magics):
         raise UsageError(
             f"Unknown command %imagine {command!r}; use one of: {', '.join(SUBCOMMANDS)} (or %%imagine as a cell magic to render an idea)."
         )
+
+
+    # ------------------------------------------------------------------ history and rerun
+    def _entries(self) -> list[tuple[str, dict, str | None]]:
+        """This kernel's entries and those saved in its notebook, oldest first, numbered from 1."""
+        from .history import notebook_entries, notebook_path, thumbnail_b64
+
+        found = {}
+        path = notebook_path(self.shell)
+        if path is not None:
+            for record, thumb in notebook_entries(path):
+                found[record["id"]] = (record, thumb)
+        for generation in self.session.history:
+            found[generation.id] = (generation.record(), thumbnail_b64(generation.image))
+        ordered = sorted(found.values(), key=lambda pair: pair[0].get("created", ""))
+        return [(str(i), record, thumb) for i, (record, thumb) in enumerate(ordered, start=1)]
+
+    def _history(self, arguments: str):
+        from .history import HistoryTable, export, matches
+
+        parser = _parser("%imagine history")
+        parser.add_argument("--grep", metavar="TEXT", help="only entries whose idea, prompt or model contain TEXT")
+        parser.add_argument("--limit", type=int, metavar="N", help="at most N entries")
+        parser.add_argument("--export", metavar="FILE", help="also write the entries to FILE (.json or .csv)")
+        args = parser.parse_args(arguments.split())
+        rows = [row for row in reversed(self._entries()) if matches(row[1], args.grep)][: args.limit]
+        if args.export:
+            try:
+                path = export([record for _, record, _ in rows], Path(args.export))
+            except ImagineError as error:
+                raise UsageError(str(error)) from None
+            print(f"wrote {len(rows)} entries to {path}")
+        title = "ipyimagine history, newest first" + (f" (matching {args.grep!r})" if args.grep else "")
+        return HistoryTable(rows, title)
+
+    def _rerun(self, arguments: str):
+        import shlex
+
+        from .options import add_options
+        from .pngmeta import read_record
+
+        parser = _parser("%imagine rerun")
+        parser.add_argument("entry", help="an entry number from %imagine history, or a PNG file ipyimagine wrote")
+        add_options(parser)
+        args = parser.parse_args(shlex.split(arguments))
+        if args.entry.isdigit():
+            entries = {number: record for number, record, _ in self._entries()}
+            if args.entry not in entries:
+                raise UsageError(f"There is no history entry {args.entry}; %imagine history lists them (1 to {len(entries)}).")
+            record = entries[args.entry]
+        else:
+            try:
+                record = read_record(args.entry)
+            except OSError:
+                raise UsageError(f"Cannot read {args.entry!r}: give an entry number or the path of a PNG file.") from None
+            if record is None:
+                raise UsageError(f"{args.entry!r} carries no ipyimagine recipe (it was not written by ipyimagine --save or the CLI).")
+        changes = {k: getattr(args, k) for k in ("seed", "steps", "guidance", "width", "height", "backend", "model", "negative", "quality")}
+        if args.size:
+            from .request import parse_size
+
+            changes["width"], changes["height"] = parse_size(args.size)
+        if args.n:
+            changes["n"] = args.n
+        return self._show(lambda on_step: self.session.rerun(record, on_step=on_step, **changes))
+
+    def _show(self, make, out: str | None = None):
+        """Run `make(on_step)` with progress, then show the picture and caption (shared by %%imagine and rerun)."""
+        from IPython.display import display
+
+        from .display import html_caption
+
+        in_notebook = getattr(self.shell, "kernel", None) is not None
+        progress = NotebookProgress() if in_notebook else TextProgress()
+        try:
+            generation = make(progress.step)
+        except KeyboardInterrupt:
+            progress.close()
+            at = f" at step {progress.done} of {progress.total}" if progress.total else ""
+            raise UsageError(f"Interrupted{at}; nothing was rendered. The next cell runs as usual.") from None
+        except ImagineError as error:
+            progress.close()
+            if _raise_errors():
+                raise
+            raise UsageError(str(error)) from None
+        if in_notebook:
+            progress.finish(generation)
+        else:
+            progress.close()
+            display(generation)
+        display({"text/html": html_caption(generation)}, raw=True)
+        if out:
+            self.shell.user_ns[out] = generation
+
+
+def _parser(prog: str):
+    """An argparse parser whose errors are one-line UsageErrors, like the magics' own."""
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise UsageError(f"{prog}: {message}")
+
+    return Parser(prog=prog, add_help=False)
 
 
 class BackendsTable:

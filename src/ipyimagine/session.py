@@ -125,6 +125,20 @@ class Session:
             self.history[-1] = generation
         return generation
 
+    def rerun(self, record: dict, on_step=None, cancelled=None, save_dir: str | None = None, **changes) -> Generation:
+        """Make a history entry again: its rendered prompt as it was (no new expansion), its settings and
+        seed. Keyword `changes` (seed=9, steps=30, ...) remix it."""
+        params = record.get("params", {})
+        seeds = record.get("seeds") or [None]
+        values = dict(
+            idea=record["prompt"], expand=False, negative=record.get("negative_prompt") or None,
+            backend=record.get("backend"), model=record.get("model"), steps=params.get("steps"),
+            guidance=params.get("guidance"), width=params.get("width"), height=params.get("height"),
+            quality=params.get("quality"), n=len(seeds), seed=seeds[0],
+        )
+        values.update({k: v for k, v in changes.items() if v is not None})
+        return self.imagine(Request.from_options(**values), on_step=on_step, cancelled=cancelled, save_dir=save_dir)
+
     def _expand(self, expander, request: Request, variant: int) -> Expansion:
         """An expansion, from this session's cache when the same one was written before."""
         settings = tuple(sorted((k, str(v)) for k, v in self.config.trait_values().items() if k.startswith(("expander_", "openai_base"))))

@@ -94,6 +94,8 @@ class DiffusersRenderer:
 
     def pipeline(self, model: str | None):
         """The loaded pipeline for `model` (None: the bundled one), loading it on first use."""
+        if model == BUNDLED_NAME:  # how records name the bundled model
+            model = None
         key = model or BUNDLED_NAME
         if key not in self._pipelines:
             self._pipelines[key] = self._load(model)
@@ -198,7 +200,7 @@ class DiffusersRenderer:
         width, height = images[0].size
         return Rendered(
             images=images,
-            model=job.model or BUNDLED_NAME,
+            model=job.model if job.model not in (None, BUNDLED_NAME) else BUNDLED_NAME,
             params={
                 "steps": job.steps, "guidance": job.guidance, "width": width, "height": height,
                 "scheduler": type(pipe.scheduler).__name__, "pipeline": type(pipe).__name__,
@@ -223,7 +225,7 @@ class DiffusersRenderer:
     def _vocabulary_notes(self, job: RenderJob) -> list[str]:
         """The bundled model draws only its shapes world; say so when a prompt asks for anything else."""
         vocab = bundled_vocabulary()
-        if job.model is not None or not vocab:
+        if job.model not in (None, BUNDLED_NAME) or not vocab:
             return []
         words = set(job.prompt.lower().replace(",", " ").split())
         if words & set(vocab.get("colours", [])) and words & set(vocab.get("shapes", [])):
