@@ -14,6 +14,14 @@ for name in ("IPYIMAGINE_BACKEND", "IPYIMAGINE_MODEL", "IPYIMAGINE_EXPANDER", "I
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def user_data_home(tmp_path_factory, monkeypatch):
+    """Every test gets its own user data directory: the real one is never touched."""
+    home = tmp_path_factory.mktemp("ipyimagine-home")
+    monkeypatch.setenv("IPYIMAGINE_HOME", str(home))
+    return home
 sys.path.insert(0, str(ROOT))  # for training.* (the bundled model's tokenizer builder and scene reader)
 
 

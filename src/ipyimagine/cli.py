@@ -36,6 +36,28 @@ def output_paths(output: str | None, seeds: tuple[int, ...]) -> list[Path]:
     return [path.with_name(f"{path.stem}-{i}{path.suffix}") for i in range(len(seeds))]
 
 
+def history_main(argv: list[str]) -> int:
+    """`ipyimagine history`: the user log, newest first."""
+    from . import userlog
+    from .history import HistoryTable, export
+
+    parser = argparse.ArgumentParser(prog="ipyimagine history", description="Every generation in the user log, newest first.")
+    parser.add_argument("--grep", metavar="TEXT", help="only entries whose idea, prompt or model contain TEXT")
+    parser.add_argument("--limit", type=int, default=20, metavar="N", help="at most N entries (default 20)")
+    parser.add_argument("--export", metavar="FILE", help="write the entries to FILE (.json or .csv)")
+    args = parser.parse_args(argv)
+    records = userlog.read_records(grep=args.grep, limit=args.limit)
+    if args.export:
+        try:
+            export(records, Path(args.export))
+        except ImagineError as error:
+            print(f"ipyimagine: {error}", file=sys.stderr)
+            return 2
+        print(f"wrote {len(records)} entries to {args.export}")
+    print(HistoryTable([(str(i), r, None) for i, r in enumerate(records, start=1)], f"ipyimagine history ({userlog.default_path()})"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     from . import default_session
@@ -47,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(BackendsTable(default_session()))
         return 0
+    if argv[:1] == ["history"]:
+        return history_main(argv[1:])
     args = build_parser().parse_args(argv)
     progress = TextProgress() if not args.quiet else None
     try:

@@ -48,6 +48,8 @@ class Imagine(Configurable):
     openai_timeout = CFloat(60.0, help="Seconds to wait for an expansion before giving up.").tag(config=True)
     openai_image_timeout = CFloat(180.0, help="Seconds to wait for an image request before giving up.").tag(config=True)
     openai_max_retries = CInt(2, help="Retries after a failed OpenAI request (429, 5xx, connection errors).").tag(config=True)
+    log = Bool(True, help="Also keep every generation in the user log (SQLite in the user data directory, or IPYIMAGINE_HOME), "
+                          "which `ipyimagine history` reads.").tag(config=True)
     save_dir = Unicode("", help="Folder where every image is also saved as a PNG carrying its recipe; empty: don't save.").tag(config=True)
     allow_download = Bool(True, help="Let the diffusers backend download a model id that is not in the local cache "
                                      "(ignored when HF_HUB_OFFLINE=1).").tag(config=True)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import random
 import time
 import uuid
+import warnings
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import registry
+from . import registry, userlog
 from .config import Imagine
 from .renderers import RenderJob
 from .request import MAX_SEED, Expansion, Generation, Request
@@ -119,6 +120,11 @@ class Session:
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
         self.history.append(generation)
+        if self.config.log:
+            try:
+                userlog.log_record(generation.record())
+            except Exception as error:  # the log must never cost the user the picture
+                warnings.warn(f"ipyimagine: could not write the history log ({error}); the picture is fine.", stacklevel=2)
         save_dir = save_dir or self.config.save_dir
         if save_dir:
             generation = replace(generation, files=tuple(str(p) for p in save_pngs(generation, Path(save_dir).expanduser())))
