@@ -21,6 +21,7 @@ def user_data_home(tmp_path_factory, monkeypatch):
     """Every test gets its own user data directory: the real one is never touched."""
     home = tmp_path_factory.mktemp("ipyimagine-home")
     monkeypatch.setenv("IPYIMAGINE_HOME", str(home))
+    monkeypatch.setenv("IPYIMAGINE_CACHE", str(home / "cache"))
     return home
 sys.path.insert(0, str(ROOT))  # for training.* (the bundled model's tokenizer builder and scene reader)
 

@@ -64,7 +64,7 @@ def test_a_saved_notebook_shows_its_history_before_anything_is_rerun(shell, tmp_
 def test_rerun_reproduces_an_entry_exactly_and_remixes_it(shell):
     imagine(shell, "--seed 11 --steps 3 --guidance 6 --style pixel-art --out first", "a red circle")
     first = shell.user_ns["first"]
-    rerun(shell, "1")
+    rerun(shell, "1 --no-cache")  # really rendered again, not read from the cache
     import ipyimagine
 
     history = ipyimagine.default_session().history
@@ -80,7 +80,7 @@ def test_rerun_reproduces_an_entry_exactly_and_remixes_it(shell):
 def test_rerun_from_a_png_file(shell, tmp_path):
     imagine(shell, f"--seed 21 -n 2 --steps 2 --save {tmp_path} --out g", "a blue triangle")
     gen = shell.user_ns["g"]
-    rerun(shell, gen.files[1])
+    rerun(shell, f"{gen.files[1]} --no-cache")
     import ipyimagine
 
     again = ipyimagine.default_session().history[-1]

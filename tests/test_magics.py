@@ -98,7 +98,7 @@ def test_backends_lists_each_renderer_and_expander_and_whether_it_runs_here(shel
 
 
 def test_unknown_line_command_names_the_choices(shell):
-    with pytest.raises(UsageError, match="Unknown command %imagine 'draw'; use one of: history, rerun, backends, styles, help"):
+    with pytest.raises(UsageError, match="Unknown command %imagine 'draw'; use one of: history, rerun, cache, backends, styles, help"):
         shell.run_line_magic("imagine", "draw a cat")
 
 

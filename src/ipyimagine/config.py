@@ -50,6 +50,10 @@ class Imagine(Configurable):
     openai_max_retries = CInt(2, help="Retries after a failed OpenAI request (429, 5xx, connection errors).").tag(config=True)
     log = Bool(True, help="Also keep every generation in the user log (SQLite in the user data directory, or IPYIMAGINE_HOME), "
                           "which `ipyimagine history` reads.").tag(config=True)
+    cache = Bool(True, help="Reuse expansions and images made before with the same settings (re-running a notebook then "
+                            "calls no model and no API); --no-cache on a cell forces fresh work.").tag(config=True)
+    cache_size_mb = CInt(500, help="Size cap of the cache (IPYIMAGINE_CACHE, else the user cache directory); "
+                                   "the least recently used entries go first.").tag(config=True)
     save_dir = Unicode("", help="Folder where every image is also saved as a PNG carrying its recipe; empty: don't save.").tag(config=True)
     allow_download = Bool(True, help="Let the diffusers backend download a model id that is not in the local cache "
                                      "(ignored when HF_HUB_OFFLINE=1).").tag(config=True)

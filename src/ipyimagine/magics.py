@@ -21,6 +21,7 @@ from .styles import builtin_styles
 SUBCOMMANDS = {
     "history": "what was made, newest first, with thumbnails: [--grep TEXT] [--limit N] [--export FILE.json|.csv]",
     "rerun": "make entry N (or the image in a PNG file) again: rerun N|PATH [--seed S --steps N ...] to remix",
+    "cache": "how much the cache holds; `%imagine cache clear` empties it",
     "backends": "each renderer and expander, whether it can run here, and why not",
     "styles": "the style presets for --style",
     "help": "this help",
@@ -77,6 +78,15 @@ class ImagineMagics(Magics):
             return self._history(rest)
         if command == "rerun":
             return self._rerun(rest)
+        if command == "cache":
+            cache = self.session.cache()
+            if rest.strip() == "clear":
+                print(f"removed {cache.clear()} cached entries from {cache.folder}")
+            elif rest.strip():
+                raise UsageError(f"Unknown %imagine cache command {rest.strip()!r}; use `%imagine cache` or `%imagine cache clear`.")
+            else:
+                print(f"{len(cache.entries())} entries, {cache.size() / 2**20:.1f} MB of {self.session.config.cache_size_mb} MB, in {cache.folder}")
+            return None
         if command == "backends":
             return BackendsTable(self.session)
         if command == "styles":
@@ -152,6 +162,7 @@ class ImagineMagics(Magics):
             changes["width"], changes["height"] = parse_size(args.size)
         if args.n:
             changes["n"] = args.n
+        changes["cache"] = not args.no_cache
         return self._show(lambda on_step: self.session.rerun(record, on_step=on_step, **changes))
 
     def _show(self, make, out: str | None = None):

@@ -22,6 +22,7 @@ OPTIONS: list[tuple[tuple[str, ...], dict]] = [
     (("--openai-base-url",), dict(metavar="URL", dest="base_url", help="an OpenAI-compatible server for this cell, e.g. http://localhost:11434/v1 (Ollama)")),
     (("--candidates",), dict(type=int, metavar="K", help="write K expansions (1-8); the caption lists them")),
     (("--pick",), dict(type=int, metavar="I", help="render candidate I of --candidates (default 1)")),
+    (("--no-cache",), dict(action="store_true", dest="no_cache", help="make it fresh even if the cache has it (the new result replaces the cached one)")),
 ]
 
 
@@ -61,4 +62,5 @@ def request_from_args(args, idea: str) -> Request:
         base_url=args.base_url,
         candidates=args.candidates if args.candidates is not None else max(1, args.pick or 1),
         pick=args.pick if args.pick is not None else 1,
+        cache=not args.no_cache,
     )

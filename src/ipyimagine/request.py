@@ -67,6 +67,7 @@ class Request:
     base_url: str | None = None  # an OpenAI-compatible server for this request (Ollama, vLLM, ...)
     candidates: int = 1  # expansions to write; the caption lists them all
     pick: int = 1  # which candidate to render
+    cache: bool = True  # False: make it fresh, even if the cache has it
 
     def __post_init__(self):
         if not isinstance(self.idea, str) or not self.idea.strip():

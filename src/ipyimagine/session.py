@@ -12,13 +12,14 @@ import random
 import time
 import uuid
 import warnings
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from . import registry, userlog
 from .config import Imagine
-from .renderers import RenderJob
+from .cache import Cache, key_of
+from .renderers import RenderJob, Rendered
 from .request import MAX_SEED, Expansion, Generation, Request
 from .pngmeta import save_png
 from .styles import get_style
@@ -91,12 +92,12 @@ class Session:
         expansion = replace(expansion, prompt=prompt, negative_prompt=negative)
         expanded_at = time.perf_counter()
 
-        # 4. Render.
+        # 4. Render the images the cache does not have.
         job = RenderJob(
             prompt=prompt, negative_prompt=negative, model=request.model, width=request.width, height=request.height,
             steps=request.steps, guidance=request.guidance, seeds=seeds, quality=request.quality, base_url=request.base_url,
         )
-        rendered = renderer.render(job, on_step=on_step, cancelled=cancelled)
+        rendered = self._render(renderer, job, request.cache, on_step, cancelled)
         finished = time.perf_counter()
 
         # 5. Record.
@@ -145,10 +146,49 @@ class Session:
         values.update({k: v for k, v in changes.items() if v is not None})
         return self.imagine(Request.from_options(**values), on_step=on_step, cancelled=cancelled, save_dir=save_dir)
 
+    def cache(self) -> Cache:
+        return Cache(max_bytes=self.config.cache_size_mb * 2**20)
+
     def _expand(self, expander, request: Request, variant: int) -> Expansion:
-        """An expansion, from this session's cache when the same one was written before."""
-        settings = tuple(sorted((k, str(v)) for k, v in self.config.trait_values().items() if k.startswith(("expander_", "openai_base"))))
-        key = (expander.name, request.idea, request.style, variant, request.base_url, settings)
-        if key not in self._expansions:
-            self._expansions[key] = expander.expand(request.idea, style=request.style, variant=variant, base_url=request.base_url)
-        return self._expansions[key]
+        """An expansion, from this session or the cache when the same one was written before."""
+        settings = {k: v for k, v in self.config.trait_values().items() if k.startswith(("expander_", "openai_base"))}
+        key = key_of("expansion", dict(expander=expander.name, idea=request.idea, style=request.style, variant=variant,
+                                       base_url=request.base_url, settings=settings))
+        use_cache = request.cache and self.config.cache
+        if use_cache and key in self._expansions:
+            return self._expansions[key]
+        stored = self.cache().get_json(key) if use_cache else None
+        if stored is not None:
+            expansion = Expansion(**stored)
+        else:
+            expansion = expander.expand(request.idea, style=request.style, variant=variant, base_url=request.base_url)
+            if self.config.cache:
+                self.cache().put_json(key, asdict(expansion))
+        self._expansions[key] = expansion
+        return expansion
+
+    def _render(self, renderer, job: RenderJob, use_cache: bool, on_step, cancelled) -> Rendered:
+        """Images from the cache where it has them (one entry per seed), the rest from the renderer."""
+        if not self.config.cache:
+            return renderer.render(job, on_step=on_step, cancelled=cancelled)
+        cache = self.cache()
+        fingerprint = getattr(renderer, "fingerprint", lambda model: model)(job.model)
+        identity = dict(asdict(job), seeds=None, backend=renderer.name, fingerprint=fingerprint, device=self.config.device)
+        keys = {seed: key_of("image", dict(identity, seed=seed)) for seed in job.seeds}
+        found = {seed: cache.get_image(keys[seed]) for seed in job.seeds} if use_cache else {}
+        missing = tuple(seed for seed in job.seeds if found.get(seed) is None)
+        if missing:
+            fresh = renderer.render(replace(job, seeds=missing), on_step=on_step, cancelled=cancelled)
+            about = {"model": fresh.model, "params": fresh.params, "notes": fresh.notes}
+            for seed, image in zip(missing, fresh.images):
+                cache.put_image(keys[seed], image, about)
+                found[seed] = (image, about)
+        else:
+            fresh, about = None, found[job.seeds[0]][1]
+        return Rendered(
+            images=[found[seed][0] for seed in job.seeds],
+            model=about["model"],
+            params={**about["params"], "cached_images": len(job.seeds) - len(missing)},
+            notes=list(about["notes"]),
+            load_seconds=fresh.load_seconds if fresh else 0.0,
+        )

@@ -9,7 +9,9 @@ The protocol is small on purpose; a renderer is a class with
     render(self, job, on_step=None, cancelled=None) -> Rendered
 
 `on_step(done, total)` reports progress; when `cancelled()` turns true the renderer raises
-`Cancelled` at its next step. Register it under the "ipyimagine.renderers" entry point.
+`Cancelled` at its next step. Optionally, `fingerprint(model) -> str` says what identifies the
+weights (the cache key includes it; by default the model's name). Register it under the
+"ipyimagine.renderers" entry point.
 """
 
 from __future__ import annotations

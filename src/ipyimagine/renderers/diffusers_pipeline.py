@@ -81,6 +81,15 @@ class DiffusersRenderer:
             knows = f" ({'/'.join(vocab.get('shapes', []))} in {len(vocab.get('colours', []))} colours, placed {'/'.join(vocab.get('places', []))})"
         return f"local diffusers pipeline; default model {BUNDLED_NAME}, a tiny model that draws one coloured shape on a coloured background{knows}"
 
+    def fingerprint(self, model: str | None) -> str:
+        """Local weights are identified by their files (a retrained folder must not hit the old cache)."""
+        from ..cache import folder_fingerprint
+
+        folder = BUNDLED_DIR if model in (None, BUNDLED_NAME) else Path(model).expanduser()
+        if folder.is_dir():
+            return folder_fingerprint(folder)
+        return model
+
     # -------------------------------------------------------------- loading
     def _device(self, torch) -> str:
         wanted = getattr(self.config, "device", "auto") or "auto"
