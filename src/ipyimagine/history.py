@@ -37,9 +37,11 @@ def notebook_entries(path: Path) -> list[tuple[dict, str | None]]:
     found = []
     for cell in notebook.get("cells", []):
         for output in cell.get("outputs", []):
-            record = output.get("metadata", {}).get("ipyimagine")
-            if isinstance(record, dict) and record.get("id"):
-                found.append((record, output.get("data", {}).get("image/png")))
+            metadata = output.get("metadata", {})
+            records = [metadata.get("ipyimagine")] + list((metadata.get("ipyimagine-grid") or {}).get("entries", []))
+            for record in records:
+                if isinstance(record, dict) and record.get("id"):
+                    found.append((record, output.get("data", {}).get("image/png") if record is records[0] else None))
     return found
 
 

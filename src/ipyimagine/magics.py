@@ -68,7 +68,10 @@ class ImagineMagics(Magics):
             request = request_from_args(args, idea)
         except ImagineError as error:
             raise UsageError(str(error)) from None
-        self._show(lambda on_step: self.session.imagine(request, on_step=on_step, save_dir=args.save), out=args.out)
+        if args.sweep:
+            self._show(lambda on_step: self.session.sweep(request, args.sweep, on_step=on_step, save_dir=args.save), out=args.out)
+        else:
+            self._show(lambda on_step: self.session.imagine(request, on_step=on_step, save_dir=args.save), out=args.out)
 
     # ------------------------------------------------------------------ %imagine SUBCOMMAND
     def _subcommand(self, line: str):
@@ -189,7 +192,10 @@ class ImagineMagics(Magics):
         else:
             progress.close()
             display(generation)
-        display({"text/html": html_caption(generation)}, raw=True)
+        if hasattr(generation, "generations"):  # a sweep: the grid and the first cell's caption
+            display({"text/html": html_caption(generation.generations[0])}, raw=True)
+        else:
+            display({"text/html": html_caption(generation)}, raw=True)
         if out:
             self.shell.user_ns[out] = generation
 

@@ -22,6 +22,7 @@ OPTIONS: list[tuple[tuple[str, ...], dict]] = [
     (("--openai-base-url",), dict(metavar="URL", dest="base_url", help="an OpenAI-compatible server for this cell, e.g. http://localhost:11434/v1 (Ollama)")),
     (("--candidates",), dict(type=int, metavar="K", help="write K expansions (1-8); the caption lists them")),
     (("--pick",), dict(type=int, metavar="I", help="render candidate I of --candidates (default 1)")),
+    (("--sweep",), dict(action="append", metavar="NAME=VALUES", help="a grid over seed, steps, guidance, style, size or expand, e.g. guidance=3,7,11 or seed=1-4; twice for rows")),
     (("--no-cache",), dict(action="store_true", dest="no_cache", help="make it fresh even if the cache has it (the new result replaces the cached one)")),
 ]
 

@@ -20,6 +20,7 @@ from . import registry, userlog
 from .config import Imagine
 from .cache import Cache, key_of
 from .renderers import RenderJob, Rendered
+from .errors import RequestError
 from .request import MAX_SEED, Expansion, Generation, Request
 from .pngmeta import save_png
 from .styles import get_style
@@ -131,6 +132,31 @@ class Session:
             generation = replace(generation, files=tuple(str(p) for p in save_pngs(generation, Path(save_dir).expanduser())))
             self.history[-1] = generation
         return generation
+
+    def sweep(self, request: Request, sweeps: list[str], on_step=None, cancelled=None, save_dir: str | None = None):
+        """One generation per value (or pair of values) of the swept settings, shown as a labelled grid."""
+        from .sweep import Grid, apply, plan
+
+        x, y = plan(sweeps)
+        if request.n != 1:
+            raise RequestError("A sweep makes one picture per cell; leave out -n.")
+        if request.seed is None:  # every cell gets the same seed, so only the swept settings differ
+            request = replace(request, seed=random.SystemRandom().randrange(MAX_SEED))
+        cells = [(vx, vy) for vy in (y.values if y else [None]) for vx in x.values]
+        generations = []
+        for index, (vx, vy) in enumerate(cells):
+            cell = apply(request, x, vx)
+            if y:
+                cell = apply(cell, y, vy)
+            report = None
+            if on_step is not None:
+                def report(done, total, index=index):
+                    on_step(index * total + done, len(cells) * total)
+            generations.append(self.imagine(Request(**{**asdict(cell)}), on_step=report, cancelled=cancelled, save_dir=save_dir))
+        grid = Grid(generations, x, y)
+        if save_dir or self.config.save_dir:
+            grid.save(save_dir or self.config.save_dir)
+        return grid
 
     def rerun(self, record: dict, on_step=None, cancelled=None, save_dir: str | None = None, **changes) -> Generation:
         """Make a history entry again: its rendered prompt as it was (no new expansion), its settings and
