@@ -75,6 +75,9 @@ def test_interrupt_stops_the_render_with_one_line_and_the_next_cell_works(kernel
     assert printed.count("\n") == 1  # one line, no traceback
     assert not any("image/png" in m["content"].get("data", {}) for m in seen)
 
+    reply = client.execute_interactive("import ipyimagine; assert ipyimagine.default_session().history == []", timeout=30)
+    assert reply["content"]["status"] == "ok"  # the interrupted render left no half entry
+
     msg_id = client.execute("%%imagine --seed 3 --steps 2\na red circle")
     seen = messages_until_idle(client, msg_id)
     assert any("image/png" in m["content"].get("data", {}) for m in seen)

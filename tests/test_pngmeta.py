@@ -19,7 +19,8 @@ def test_infotext_round_trips_through_the_web_ui_parsing_rules(session):
     assert (parsed["Size-1"], parsed["Size-2"]) == ("64", "64")
     assert parsed["Raw prompt"] == "a red circle, at dusk: calm\nsecond line"  # JSON-quoted: it holds , : and a newline
     assert parsed["Model"] == gen.model and parsed["RNG"] == "CPU" and parsed["Expander"] == "template"
-    assert text.split("\n")[-1].startswith("Steps: 4, Sampler: DDIM, CFG scale: 5.0, Seed: 42, Size: 64x64, ")
+    assert text.split("\n")[-1].startswith("Steps: 4, Sampler: DDIM, CFG scale: 5.0, Seed: 42, Size: 64x64, Model hash: ")
+    assert len(parsed["Model hash"]) == 10 and parsed["Model hash"] == gen.params["model_hash"]
 
 
 def test_save_writes_full_resolution_pngs_that_carry_both_chunks(shell, tmp_path):

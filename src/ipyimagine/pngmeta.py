@@ -41,6 +41,7 @@ def infotext(record: dict, index: int = 0) -> str:
         "CFG scale": params.get("guidance"),
         "Seed": record["seeds"][index],
         "Size": f"{width}x{height}" if width and height else None,
+        "Model hash": params.get("model_hash"),
         "Model": record.get("model"),
         "RNG": "CPU" if params.get("rng") == "cpu" else None,
         "Backend": record.get("backend"),

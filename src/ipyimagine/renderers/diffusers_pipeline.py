@@ -206,13 +206,15 @@ class DiffusersRenderer:
                 images.append(pipe(**{k: v for k, v in arguments.items() if k in accepted}).images[0])
 
         notes += self._truncation_notes(pipe, job) + self._vocabulary_notes(job)
+        folder = BUNDLED_DIR if job.model in (None, BUNDLED_NAME) else Path(job.model).expanduser()
+        model_hash = self.fingerprint(job.model)[:10] if folder.is_dir() else None
         width, height = images[0].size
         return Rendered(
             images=images,
             model=job.model if job.model not in (None, BUNDLED_NAME) else BUNDLED_NAME,
             params={
                 "steps": job.steps, "guidance": job.guidance, "width": width, "height": height,
-                "scheduler": type(pipe.scheduler).__name__, "pipeline": type(pipe).__name__,
+                "scheduler": type(pipe.scheduler).__name__, "pipeline": type(pipe).__name__, "model_hash": model_hash,
                 "device": str(pipe.device), "dtype": str(pipe.dtype).replace("torch.", ""), "rng": "cpu",
                 "versions": {"torch": torch.__version__, "diffusers": _version("diffusers"), "transformers": _version("transformers")},
             },
