@@ -2,7 +2,7 @@
 
 The first path segment picks its behaviour, so one server serves every test:
 `http://127.0.0.1:PORT/<mode>/v1`. Modes: ok, refuse (an LLM refusal), think (reasoning tags and
-markdown), ratelimit, quota, error500, error503, slow, html, empty, moderation, badkey, notfound.
+markdown), drift (a reply without the user's words), ratelimit, quota, error500, error503, slow, html, empty, moderation, badkey, notfound.
 Every request is kept in `requests` so tests can check what the real client sent.
 """
 
@@ -88,6 +88,8 @@ class Handler(BaseHTTPRequestHandler):
         self.server.chat_calls += 1
         if mode == "refuse":
             content = "I'm sorry, but I can't help with that request."
+        elif mode == "drift":
+            content = "A dramatic oil painting of a tall tower by the sea, dark clouds, crashing waves."
         elif mode == "think":
             content = f"<think>The user wants a picture.</think>\n**Prompt:** \"{idea}, oil painting, warm light, wide shot\""
         else:

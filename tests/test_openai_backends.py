@@ -163,6 +163,11 @@ def test_reasoning_quotes_and_labels_are_cleaned_from_the_reply(ishell, server):
     assert record["prompt"] == "a lighthouse in a storm, oil painting, warm light, wide shot"
 
 
+def test_the_users_words_are_put_first_when_the_model_drops_them(ishell, server):
+    record = entry(run(ishell, f"--expander openai --openai-base-url {server.url('drift')} --seed 1"))
+    assert record["prompt"] == "a lighthouse in a storm, a dramatic oil painting of a tall tower by the sea, dark clouds, crashing waves."
+
+
 def test_candidates_are_listed_and_pick_renders_one_without_asking_again(ishell, server):
     line = f"--expander openai --openai-base-url {server.url()} --seed 1 --candidates 3"
     first = entry(run(ishell, line, "a quiet harbour"))

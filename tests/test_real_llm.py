@@ -68,4 +68,4 @@ def test_a_real_local_llm_expands_an_idea_through_the_openai_expander(shell, llm
         print(f"\n{idea!r} -> {gen.prompt!r} ({timings[-1]:.1f} s, usage {gen.expansion.details.get('usage')})")
         assert gen.expansion.expander == "openai" and gen.expansion.model == "smollm2"
         assert gen.expansion.details["usage"]["completion_tokens"] > 0
-        assert gen.prompt and "\n" not in gen.prompt and "<think>" not in gen.prompt
+        assert gen.prompt.lower().startswith(idea) and "\n" not in gen.prompt and "<think>" not in gen.prompt

@@ -1,6 +1,7 @@
 """Expand an idea with an LLM over chat completions: OpenAI, or any compatible server (Ollama, llama.cpp, vLLM).
 
-Chat completions is the one endpoint every such server offers. Only what all of them accept is
+Chat completions is the one endpoint every such server offers. The user's words always come
+first: a reply that does not start with them gets them put in front (small models drift). Only what all of them accept is
 sent: `model`, `messages`, and `temperature` when the user set one (Ollama rejects `n`; newer
 OpenAI models reject `max_tokens` and non-default temperatures). The reply is cleaned to one
 paragraph; a refusal falls back to the idea as written, with a note.
@@ -98,4 +99,7 @@ class OpenAIChatExpander:
             why = "its content filter stopped the reply" if finish == "content_filter" else "it declined or said nothing usable"
             details["note"] = f"The expander ({config.expander_model}) did not expand the idea ({why}); the idea was rendered as written."
             return Expansion(prompt=clean_idea(idea), expander=self.name, model=config.expander_model, details=details)
+        idea_line = clean_idea(idea)
+        if not reply.lower().startswith(idea_line.lower()):  # the user's words come first, whatever the model did
+            reply = f"{idea_line}, {reply[0].lower() + reply[1:] if reply[:1].isupper() and not reply[1:2].isupper() else reply}"
         return Expansion(prompt=reply, expander=self.name, model=config.expander_model, details=details)
