@@ -29,6 +29,7 @@ __all__ = [
     "default_session",
     "imagine",
     "load_ipython_extension",
+    "panel",
     "unload_ipython_extension",
 ]
 
@@ -56,6 +57,15 @@ def imagine(idea: str, *, size=None, session: Session | None = None, on_step=Non
     """
     request = Request.from_options(idea, size=size, **options)
     return (session or default_session()).imagine(request, on_step=on_step)
+
+
+def panel(idea: str = "", *, session: Session | None = None, **defaults):
+    """The interactive panel for `idea` (sliders, editable prompt, progress, earlier results).
+    Keyword defaults: steps, guidance, seed, width, height, n, style, backend, model, expand.
+    Shown when it is the last value of a cell; `.controls`, `.generate_button`, `.result`, `.wait()`."""
+    from .widgets import Panel
+
+    return Panel(session or default_session(), idea, **defaults)
 
 
 def load_ipython_extension(shell) -> None:

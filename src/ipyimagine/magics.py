@@ -40,6 +40,7 @@ class ImagineMagics(Magics):
 
     @magic_arguments()
     @argument("--out", metavar="NAME", help="also store the Generation in the variable NAME")
+    @argument("--interactive", action="store_true", help="show the interactive panel (sliders, editable prompt, Generate)")
     @argument("--save", metavar="DIR", help="also write each image to DIR as a PNG carrying its recipe (default Imagine.save_dir)")
     @decorate_with_options
     @line_cell_magic
@@ -68,6 +69,16 @@ class ImagineMagics(Magics):
             request = request_from_args(args, idea)
         except ImagineError as error:
             raise UsageError(str(error)) from None
+        if args.interactive:
+            from .widgets import Panel
+
+            defaults = {k: getattr(request, k) for k in ("steps", "guidance", "seed", "width", "height", "style", "backend", "model")}
+            panel = Panel(self.session, idea.strip(), expand=request.expand, n=request.n, **defaults)
+            panel.display()
+            panel.generate()
+            if args.out:
+                self.shell.user_ns[args.out] = panel
+            return None
         if args.sweep:
             self._show(lambda on_step: self.session.sweep(request, args.sweep, on_step=on_step, save_dir=args.save), out=args.out)
         else:

@@ -133,6 +133,13 @@ class Session:
             self.history[-1] = generation
         return generation
 
+    def expansions(self, request: Request) -> list[Expansion]:
+        """The candidate prompts for a request (as many as request.candidates), without rendering."""
+        request = request.with_defaults(**self.config.request_defaults())
+        name = self.config.resolve(request.expander, "template")
+        expander = self.expander(name)
+        return [self._expand(expander, replace(request, expander=name), variant) for variant in range(request.candidates)]
+
     def sweep(self, request: Request, sweeps: list[str], on_step=None, cancelled=None, save_dir: str | None = None):
         """One generation per value (or pair of values) of the swept settings, shown as a labelled grid."""
         from .sweep import Grid, apply, plan
