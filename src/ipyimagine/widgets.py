@@ -67,7 +67,7 @@ class Panel:
                                       min=0, max=30, step=0.5, description="guidance", **slider),
             "seed": w.BoundedIntText(value=defaults.get("seed") if defaults.get("seed") is not None else random.randrange(MAX_SEED),
                                      min=0, max=MAX_SEED, description="seed", continuous_update=False,
-                                     style={"description_width": "70px"}, layout=w.Layout(width="230px")),
+                                     style={"description_width": "70px"}, layout=w.Layout(width="190px")),
             "width": w.IntSlider(value=defaults.get("width") or config.width or 64, min=8, max=1024, step=8, description="width", **slider),
             "height": w.IntSlider(value=defaults.get("height") or config.height or 64, min=8, max=1024, step=8, description="height", **slider),
             "n": w.IntSlider(value=defaults.get("n") or 1, min=1, max=8, description="images", **slider),
@@ -82,8 +82,8 @@ class Panel:
         self.candidates = w.Dropdown(options=[], description="candidates", layout=w.Layout(width="99%", display="none"))
         self.generate_button = w.Button(description="Generate", button_style="primary", icon="paint-brush")
         self.expand_button = w.Button(description="Expand", tooltip="write the prompt again (three candidates to pick from)")
-        self.random_seed_button = w.Button(description="random", layout=w.Layout(width="80px"))
-        self.last_seed_button = w.Button(description="reuse last", layout=w.Layout(width="90px"))
+        self.random_seed_button = w.Button(description="random", tooltip="a new random seed", layout=w.Layout(width="76px"))
+        self.last_seed_button = w.Button(description="last", tooltip="the seed of the latest result", layout=w.Layout(width="60px"))
         self.cancel_button = w.Button(description="Cancel", icon="stop", disabled=True)
         self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="240px"))
         self.status = w.Label(value="")

@@ -223,15 +223,24 @@ class DiffusersRenderer:
         )
 
     def _truncation_notes(self, pipe, job: RenderJob) -> list[str]:
+        """Say where a long prompt was cut, in the user's words (the bundled model reads only its
+        short captions anyway, so for it the cut-off style words are not worth a note)."""
         tokenizer = getattr(pipe, "tokenizer", None)
-        if tokenizer is None:
+        if tokenizer is None or job.model in (None, BUNDLED_NAME):
             return []
         limit = tokenizer.model_max_length
-        ids = tokenizer(job.prompt, add_special_tokens=True, truncation=False).input_ids
-        if len(ids) <= limit:
+
+        def fits(text: str) -> bool:
+            return len(tokenizer(text, truncation=False).input_ids) <= limit
+
+        if fits(job.prompt):
             return []
-        kept = tokenizer.decode(ids[1:limit - 1]).strip()
-        return [f"The model reads {limit} tokens; the prompt was cut after “…{kept[-40:]}”."]
+        words = job.prompt.split()
+        kept = 0
+        while kept < len(words) and fits(" ".join(words[: kept + 1])):
+            kept += 1
+        tail = " ".join(words[max(0, kept - 6):kept])
+        return [f"The model reads {limit} tokens; the prompt was cut after “…{tail}”."]
 
     def _vocabulary_notes(self, job: RenderJob) -> list[str]:
         """The bundled model draws only its shapes world; say so when a prompt asks for anything else."""
