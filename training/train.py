@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> None:
     state = read_state()
     parts = build_parts(state)
     if args.export_only:
-        log.info("exported to %s", export(parts, state))
+        log.info("exported to %s", export(parts, state).relative_to(HERE.parent))
         return
 
     log.info("start: %s, threads %d", {k: v for k, v in state.items() if k != "evals"}, args.threads)
@@ -425,7 +425,7 @@ def main(argv: list[str] | None = None) -> None:
     save_checkpoint(state, checkpoint_models(parts))
     train_diffusion(parts, latents, pool, state, deadline, args.eval_every * 60)
     export(parts, state)
-    log.info("stopped at step %d; exported to %s", state["step"], EXPORT)
+    log.info("stopped at step %d; exported to %s", state["step"], EXPORT.relative_to(HERE.parent))
 
 
 if __name__ == "__main__":
