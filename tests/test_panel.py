@@ -112,3 +112,17 @@ def test_interactive_cell_magic_shows_a_panel_and_renders_once(shell):
     shell.run_cell_magic("imagine", "--interactive --seed 5 --steps 2 --out p", "a red circle")
     made = shell.user_ns["p"]
     assert made.wait(60) and made.result.seed == 5 and made.controls["idea"].value == "a red circle"
+
+
+def test_two_panels_rendering_at_once_take_turns_on_the_shared_pipeline(session):
+    panels = [ipyimagine.panel(f"a red circle", session=session, seed=s, steps=30) for s in (1, 2)]
+    for p in panels:
+        p.controls["auto"].value = False
+        p.controls["n"].value = 4
+    for p in panels:
+        p.generate_button.click()
+    assert all(p.wait(120) for p in panels)
+    assert [p.error for p in panels] == [None, None]
+    assert [p.result.seeds for p in panels] == [(1, 2, 3, 4), (2, 3, 4, 5)]
+    alone = session.imagine(ipyimagine.Request("a red circle", seed=2, steps=30, n=4, cache=False, expand=True))
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(panels[1].result.images, alone.images))

@@ -9,6 +9,7 @@ re-running a cell, or retrying after a failed render, reuses it), and this kerne
 from __future__ import annotations
 
 import random
+import threading
 import time
 import uuid
 import warnings
@@ -40,6 +41,9 @@ class Session:
         self._renderers: dict[str, object] = {}
         self._expanders: dict[str, object] = {}
         self._expansions: dict[tuple, Expansion] = {}
+        # A loaded pipeline is not safe to run from two threads at once (its scheduler keeps state), and
+        # several panels, or a panel and a cell, may ask together: renders take turns.
+        self._render_lock = threading.RLock()
         self.history: list[Generation] = []
 
     def renderer(self, name: str):
@@ -203,7 +207,8 @@ class Session:
     def _render(self, renderer, job: RenderJob, use_cache: bool, on_step, cancelled) -> Rendered:
         """Images from the cache where it has them (one entry per seed), the rest from the renderer."""
         if not self.config.cache:
-            return renderer.render(job, on_step=on_step, cancelled=cancelled)
+            with self._render_lock:
+                return renderer.render(job, on_step=on_step, cancelled=cancelled)
         cache = self.cache()
         fingerprint = getattr(renderer, "fingerprint", lambda model: model)(job.model)
         identity = dict(asdict(job), seeds=None, backend=renderer.name, fingerprint=fingerprint, device=self.config.device)
@@ -211,7 +216,8 @@ class Session:
         found = {seed: cache.get_image(keys[seed]) for seed in job.seeds} if use_cache else {}
         missing = tuple(seed for seed in job.seeds if found.get(seed) is None)
         if missing:
-            fresh = renderer.render(replace(job, seeds=missing), on_step=on_step, cancelled=cancelled)
+            with self._render_lock:
+                fresh = renderer.render(replace(job, seeds=missing), on_step=on_step, cancelled=cancelled)
             about = {"model": fresh.model, "params": fresh.params, "notes": fresh.notes}
             for seed, image in zip(missing, fresh.images):
                 cache.put_image(keys[seed], image, about)
