@@ -18,12 +18,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import registry, userlog
-from .config import Imagine
 from .cache import Cache, key_of
-from .renderers import RenderJob, Rendered
+from .config import Imagine
 from .errors import RequestError
-from .request import MAX_SEED, Expansion, Generation, Request
 from .pngmeta import save_png
+from .renderers import Rendered, RenderJob
+from .request import MAX_SEED, Expansion, Generation, Request
 from .styles import get_style
 
 
@@ -40,7 +40,7 @@ class Session:
         self.config = config if config is not None else Imagine()
         self._renderers: dict[str, object] = {}
         self._expanders: dict[str, object] = {}
-        self._expansions: dict[tuple, Expansion] = {}
+        self._expansions: dict[str, Expansion] = {}  # cache key -> expansion written in this session
         # A loaded pipeline is not safe to run from two threads at once (its scheduler keeps state), and
         # several panels, or a panel and a cell, may ask together: renders take turns.
         self._render_lock = threading.RLock()
@@ -163,7 +163,7 @@ class Session:
             if on_step is not None:
                 def report(done, total, index=index):
                     on_step(index * total + done, len(cells) * total)
-            generations.append(self.imagine(Request(**{**asdict(cell)}), on_step=report, cancelled=cancelled, save_dir=save_dir))
+            generations.append(self.imagine(cell, on_step=report, cancelled=cancelled, save_dir=save_dir))
         grid = Grid(generations, x, y)
         if save_dir or self.config.save_dir:
             grid.save(save_dir or self.config.save_dir)
