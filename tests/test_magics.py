@@ -117,4 +117,5 @@ def test_the_readme_documents_every_option_of_the_magic():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     for flags, _ in OPTIONS:
         assert f"`{flags[-1]}" in readme, flags
-    assert "`--out NAME`" in readme
+    for magic_only in ("`--out NAME`", "`--save DIR`", "`--interactive`"):
+        assert magic_only in readme

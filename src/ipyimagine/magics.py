@@ -53,7 +53,8 @@ class ImagineMagics(Magics):
             %%imagine --seed 7 --steps 20
             a red circle on the left on a blue background
 
-        Line magic: `%imagine backends`, `%imagine styles`, `%imagine help`.
+        Line magic: `%imagine history`, `%imagine rerun N`, `%imagine cache [clear]`,
+        `%imagine backends`, `%imagine styles`, `%imagine help`.
         Defaults come from `%config Imagine` (e.g. `%config Imagine.backend = "diffusers"`).
         """
         if cell is None:
