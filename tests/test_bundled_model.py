@@ -36,13 +36,14 @@ def test_it_draws_what_the_caption_says_well_above_chance():
     assert figures["seed_variety"]["captions_all_four_seeds_same"] == 0, figures
 
 
-def test_an_idea_outside_its_world_still_renders_with_a_one_line_note(session):
-    from ipyimagine import Request
+def test_an_idea_outside_its_world_still_renders_with_a_one_line_note():
+    from ipyimagine import Imagine, Request, Session
 
-    gen = session.imagine(Request("a lighthouse in a storm", model=None, seed=1, steps=4))
+    session = Session(Imagine())  # the default model: the bundled one
+    gen = session.imagine(Request("a lighthouse in a storm", seed=1, steps=4))
     assert gen.image.size == (64, 64) and gen.model == "ipyimagine/shapes"
     assert any(note.startswith("The bundled model only knows simple coloured shapes") for note in gen.notes)
-    inside = session.imagine(Request("a red circle on a blue background", model=None, seed=1, steps=4))
+    inside = session.imagine(Request("a red circle on a blue background", seed=1, steps=4))
     assert not any("only knows" in note for note in inside.notes)
 
 
