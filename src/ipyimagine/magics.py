@@ -75,8 +75,9 @@ class ImagineMagics(Magics):
 
             defaults = {k: getattr(request, k) for k in ("steps", "guidance", "seed", "width", "height", "style", "backend", "model")}
             panel = Panel(self.session, idea.strip(), expand=request.expand, n=request.n, **defaults)
-            panel.display()
             panel.generate()
+            panel.wait()  # the first picture is part of the cell, so the saved notebook shows it without a kernel
+            panel.display()
             if args.out:
                 self.shell.user_ns[args.out] = panel
             return None
