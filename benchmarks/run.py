@@ -32,7 +32,7 @@ RENDER = """
 import json, sys, time
 t0 = time.perf_counter()
 from ipyimagine import Imagine, Request, Session
-session = Session(Imagine(threads={threads}))
+session = Session(Imagine(threads={threads}, cache=False, log=False))  # measure renders, not cache reads
 model = {model!r} or None
 first = session.imagine(Request("a red circle on the left on a blue background", model=model, seed=1, expand=False))
 t1 = time.perf_counter()
@@ -51,7 +51,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 from ipyimagine.renderers.diffusers_pipeline import BUNDLED_DIR
 prompt = "a red circle on the left on a blue background"
-pipe = StableDiffusionPipeline.from_pretrained(str(BUNDLED_DIR), local_files_only=True)
+pipe = StableDiffusionPipeline.from_pretrained(str(BUNDLED_DIR), local_files_only=True, dtype=torch.float32)  # as the renderer loads it on CPU
 pipe.set_progress_bar_config(disable=True)
 shell = InteractiveShell.instance(); shell.run_line_magic("load_ext", "ipyimagine")
 raw, magic = [], []
@@ -69,17 +69,17 @@ print(json.dumps({{"raw": statistics.median(raw[1:]), "magic": statistics.median
 NOTEBOOK_TWICE = """
 import json, os, sys, time, tempfile
 import nbformat, nbclient
-cells = ["%load_ext ipyimagine"] + [f"%%imagine --seed {{i}}\\na red circle on the left on a blue background" for i in range(10)]
+cells = ["%load_ext ipyimagine"] + [f"%%imagine --seed {i}\\na red circle on the left on a blue background" for i in range(10)]
 os.environ["IPYIMAGINE_CACHE"] = tempfile.mkdtemp()
 def run():
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     t = time.perf_counter()
     nbclient.NotebookClient(nb, timeout=600, kernel_name="python3").execute()
     seconds = time.perf_counter() - t
-    made = sum(1 for c in nb.cells for o in c.get("outputs", []) if o.get("metadata", {{}}).get("ipyimagine", {{}}).get("params", {{}}).get("cached_images") == 0)
+    made = sum(1 for c in nb.cells for o in c.get("outputs", []) if o.get("metadata", {}).get("ipyimagine", {}).get("params", {}).get("cached_images") == 0)
     return seconds, made
 cold, warm = run(), run()
-print(json.dumps({{"cold": cold[0], "warm": warm[0], "cold_renders": cold[1], "warm_renders": warm[1]}}))
+print(json.dumps({"cold": cold[0], "warm": warm[0], "cold_renders": cold[1], "warm_renders": warm[1]}))
 """
 
 QUICKSTART_RSS = """
@@ -91,7 +91,10 @@ print(json.dumps({{"peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).r
 
 
 def run_python(code: str, env: dict) -> str:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout.strip()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    if done.returncode:
+        raise SystemExit(f"a measurement failed:\n{done.stderr[-2000:]}")
+    return done.stdout.strip()
 
 
 def main() -> None:
@@ -134,7 +137,9 @@ def main() -> None:
     rows.append(("10-cell notebook re-executed, warm cache over cold",
                  f"{figures['cold'] / figures['warm']:.1f}x faster ({figures['cold']:.1f} s cold, {figures['warm']:.1f} s warm, kernel start included; "
                  f"renders: {figures['cold_renders']} cold, {figures['warm_renders']} warm)"))
-    figures = json.loads(run_python(QUICKSTART_RSS.format(path=str(ROOT / "notebooks" / "01-quickstart.ipynb")), env))
+    fresh = tempfile.mkdtemp()  # an empty cache and log, as on a fresh Binder
+    figures = json.loads(run_python(QUICKSTART_RSS.format(path=str(ROOT / "notebooks" / "01-quickstart.ipynb")),
+                                    {**env, "IPYIMAGINE_HOME": fresh, "IPYIMAGINE_CACHE": fresh + "/cache"}))
     rows.append(("peak RSS while running notebooks/01-quickstart.ipynb (largest process: the kernel)", f"{figures['peak_rss_mb']:.0f} MB"))
 
     print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
