@@ -3,7 +3,6 @@
 import json
 import random
 
-import numpy as np
 import pytest
 
 from ipyimagine.renderers.diffusers_pipeline import BUNDLED_DIR

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ipyimagine import Cancelled, Imagine, ModelNotFound, Request
+from ipyimagine import Cancelled, Imagine, ModelNotFound
 from ipyimagine.renderers import RenderJob
 from ipyimagine.renderers.diffusers_pipeline import DiffusersRenderer
 

@@ -1,6 +1,5 @@
 """The interactive panel, driven as a user would: set values, click, wait."""
 
-import threading
 import time
 
 import numpy as np
@@ -117,7 +116,7 @@ def test_interactive_cell_magic_shows_a_panel_and_renders_once(shell):
 
 
 def test_two_panels_rendering_at_once_take_turns_on_the_shared_pipeline(session):
-    panels = [ipyimagine.panel(f"a red circle", session=session, seed=s, steps=30) for s in (1, 2)]
+    panels = [ipyimagine.panel("a red circle", session=session, seed=s, steps=30) for s in (1, 2)]
     for p in panels:
         p.controls["auto"].value = False
         p.controls["n"].value = 4

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-import ipyimagine
 from ipyimagine import Request, userlog
 
 

@@ -218,8 +218,6 @@ def ema_update(ema, model, decay: float) -> None:
 
 
 def train_diffusion(parts: dict, latents, pool: list, state: dict, deadline: float, eval_every_s: float) -> None:
-    import copy
-
     import torch
     import torch.nn.functional as F
 

@@ -105,7 +105,7 @@ class Request:
             if options.get("width") not in (None, width) or options.get("height") not in (None, height):
                 raise RequestError("Give either --size or --width/--height, not both with different values.")
             options.update(width=width, height=height)
-        return cls(idea=idea, **{k: v for k, v in options.items() if v is not None or k in ("seed",)})
+        return cls(idea=idea, **{k: v for k, v in options.items() if v is not None})
 
     def with_defaults(self, **defaults: Any) -> "Request":
         """A copy where every unset field takes the given default."""

@@ -35,6 +35,13 @@ def save_pngs(generation: Generation, folder: Path) -> list[Path]:
             for i, (image, seed) in enumerate(zip(generation.images, generation.seeds))]
 
 
+def _cell_progress(on_step, index: int, cells: int):
+    """Progress of one sweep cell, reported as progress through the whole sweep."""
+    if on_step is None:
+        return None
+    return lambda done, total: on_step(index * total + done, cells * total)
+
+
 class Session:
     def __init__(self, config: Imagine | None = None):
         self.config = config if config is not None else Imagine()
@@ -159,11 +166,7 @@ class Session:
             cell = apply(request, x, vx)
             if y:
                 cell = apply(cell, y, vy)
-            report = None
-            if on_step is not None:
-                def report(done, total, index=index):
-                    on_step(index * total + done, len(cells) * total)
-            generations.append(self.imagine(cell, on_step=report, cancelled=cancelled, save_dir=save_dir))
+            generations.append(self.imagine(cell, on_step=_cell_progress(on_step, index, len(cells)), cancelled=cancelled, save_dir=save_dir))
         grid = Grid(generations, x, y)
         if save_dir or self.config.save_dir:
             grid.save(save_dir or self.config.save_dir)

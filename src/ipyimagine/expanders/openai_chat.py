@@ -83,7 +83,7 @@ class OpenAIChatExpander:
             "variant": variant,
         }
         choices = getattr(response, "choices", None)
-        if not isinstance(response, object) or isinstance(response, str) or not choices:
+        if isinstance(response, str) or not choices:
             from ..errors import BackendError
 
             raise BackendError(
