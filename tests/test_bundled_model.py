@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+import ipyimagine
 from ipyimagine.renderers.diffusers_pipeline import BUNDLED_DIR
 from training import scenes
 from training.evaluate import evaluate
@@ -43,6 +44,8 @@ def test_an_idea_outside_its_world_still_renders_with_a_one_line_note():
     session = Session(Imagine())  # the default model: the bundled one
     gen = session.imagine(Request("a lighthouse in a storm", seed=1, steps=4))
     assert gen.image.size == (64, 64) and gen.model == "ipyimagine/shapes"
+    assert gen.params["guidance"] == 2.0  # what its folder recommends: at 5 it mixes up neighbouring colours
+    assert ipyimagine.panel("a red circle", session=session).controls["guidance"].value == 2.0
     assert any(note.startswith("The bundled model only knows simple coloured shapes") for note in gen.notes)
     inside = session.imagine(Request("a red circle on a blue background", seed=1, steps=4))
     assert not any("only knows" in note for note in inside.notes)

@@ -20,6 +20,7 @@ def panel(session):
 
 
 def test_generate_renders_the_controls_settings_as_a_normal_history_entry(panel, session):
+    assert panel.controls["guidance"].value == 7.5  # the tiny model recommends nothing: the pipeline's own default
     panel.controls["steps"].value = 4
     panel.controls["guidance"].value = 6.5
     panel.generate_button.click()

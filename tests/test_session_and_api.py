@@ -20,9 +20,24 @@ def test_imagine_returns_a_generation_that_says_what_was_rendered(session):
     assert gen.idea == "a red circle on a blue background"
     assert gen.prompt.startswith("a red circle on a blue background, ")  # expanded by the template expander
     assert gen.seed == 3 and gen.seeds == (3, 4)
-    assert gen.params["steps"] == 4 and gen.params["guidance"] == 5.0  # configured defaults
+    assert gen.params["steps"] == 4  # the configured default
+    assert gen.params["guidance"] == 7.5  # StableDiffusionPipeline's own default: the tiny model recommends none
     assert gen.backend == "diffusers" and gen.expansion.expander == "template"
     assert session.history == [gen]
+
+
+def test_guidance_defaults_to_what_the_model_folder_recommends_and_an_explicit_value_wins(tiny_model, tmp_path):
+    import shutil
+
+    from ipyimagine import Imagine, Session
+
+    folder = shutil.copytree(tiny_model, tmp_path / "recommends-3")
+    (folder / "recommended.json").write_text('{"guidance": 3.0}')
+    session = Session(Imagine(model=str(folder), steps=2))
+    assert session.imagine(Request("a red circle", seed=1)).params["guidance"] == 3.0
+    assert session.imagine(Request("a red circle", seed=1, guidance=6)).params["guidance"] == 6.0
+    configured = Session(Imagine(model=str(folder), steps=2, guidance=4.5))
+    assert configured.imagine(Request("a red circle", seed=1)).params["guidance"] == 4.5
 
 
 def test_no_expand_renders_the_idea_as_written_and_style_and_negative_apply(session):

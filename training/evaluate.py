@@ -38,7 +38,7 @@ def eval_sets(quick: bool) -> tuple[list[scenes.Scene], list[scenes.Scene], list
             [scenes.random_scene(rng, c) for c in rng.sample(held_out + seen, 25)])
 
 
-def render(renderer, model, caption: str, seeds: tuple[int, ...], steps: int, guidance: float):
+def render(renderer, model, caption: str, seeds: tuple[int, ...], steps: int, guidance: float | None):
     from ipyimagine.renderers import RenderJob
 
     job = RenderJob(prompt=caption, negative_prompt="", model=model, width=None, height=None, steps=steps, guidance=guidance, seeds=seeds)
@@ -54,7 +54,7 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / union) if union else 1.0
 
 
-def evaluate(model: str | None = None, quick: bool = False, steps: int = 20, guidance: float = 5.0, threads: int = 0) -> dict:
+def evaluate(model: str | None = None, quick: bool = False, steps: int = 20, guidance: float | None = None, threads: int = 0) -> dict:
     from ipyimagine import Imagine
     from ipyimagine.renderers.diffusers_pipeline import DiffusersRenderer
 
@@ -88,7 +88,7 @@ def evaluate(model: str | None = None, quick: bool = False, steps: int = 20, gui
         "captions_all_four_seeds_same": all_same,
     }
     total = sum(r["renders"] for r in (results["held_out"], results["seen"])) + 4 * len(variety)
-    results["settings"] = {"steps": steps, "guidance": guidance, "renders": total, "seconds": round(time.perf_counter() - started, 1)}
+    results["settings"] = {"steps": steps, "guidance": guidance if guidance is not None else renderer.default_guidance(model), "renders": total, "seconds": round(time.perf_counter() - started, 1)}
     return results
 
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=None, help="exported pipeline folder (default: the one shipped in the package)")
     parser.add_argument("--quick", action="store_true", help="a small set (the test's)")
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--guidance", type=float, default=5.0)
+    parser.add_argument("--guidance", type=float, default=None, help="default: what the model recommends (2 for the bundled model)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
     args = parser.parse_args(argv)

@@ -34,7 +34,8 @@ class Imagine(Configurable):
     style = Unicode("", help="Default style preset (see %imagine styles); empty for none.").tag(config=True)
     negative = Unicode("", help="Default negative prompt, added to the expander's.").tag(config=True)
     steps = CInt(20, help="Denoising steps.").tag(config=True)
-    guidance = CFloat(5.0, help="Classifier-free guidance scale: how strongly the picture follows the prompt.").tag(config=True)
+    guidance = CFloat(-1.0, help="Classifier-free guidance scale: how strongly the picture follows the prompt; negative means "
+                                 "the model's recommended value (2 for the bundled model, the pipeline's own default for others).").tag(config=True)
     width = CInt(0, help="Image width in pixels; 0 means the model's native size.").tag(config=True)
     height = CInt(0, help="Image height in pixels; 0 means the model's native size.").tag(config=True)
     device = Unicode("auto", help="Where local models run: 'auto' (cuda, then mps, then cpu), 'cuda', 'mps' or 'cpu'.").tag(config=True)
@@ -87,7 +88,7 @@ class Imagine(Configurable):
             "style": self.style or None,
             "negative": self.negative or None,
             "steps": self.steps,
-            "guidance": self.guidance,
+            "guidance": self.guidance if self.guidance >= 0 else None,
             "width": self.width or None,
             "height": self.height or None,
         }

@@ -12,7 +12,7 @@ OPTIONS: list[tuple[tuple[str, ...], dict]] = [
     (("--style",), dict(metavar="NAME", help="style preset to apply, e.g. photo, watercolor, pixel-art (see %%imagine styles)")),
     (("--negative",), dict(metavar="TEXT", help="what the picture should not show")),
     (("--steps",), dict(type=int, metavar="N", help="denoising steps, 1-150 (default 20)")),
-    (("--guidance",), dict(type=float, metavar="G", help="how strongly to follow the prompt, 0-30 (default 5)")),
+    (("--guidance",), dict(type=float, metavar="G", help="how strongly to follow the prompt, 0-30 (default: the model's recommended value, 2 for the bundled model)")),
     (("--seed",), dict(type=int, metavar="S", help="random seed, 0 to 2**32-1; image i of a batch gets S+i (default: random, recorded)")),
     (("--size",), dict(metavar="WxH", help="image size in pixels, multiples of 8, e.g. 512x512 (default: the model's own)")),
     (("--width",), dict(type=int, metavar="W", help="image width in pixels (multiple of 8)")),

@@ -32,6 +32,17 @@ def _png(image) -> bytes:
     return png_bytes(image)
 
 
+def _initial_guidance(defaults: dict, config) -> float:
+    """Where the guidance slider starts: the cell's value, the configured one, else what the model recommends."""
+    if defaults.get("guidance") is not None:
+        return defaults["guidance"]
+    if config.guidance >= 0:
+        return config.guidance
+    from .renderers.diffusers_pipeline import DiffusersRenderer
+
+    return DiffusersRenderer(config).default_guidance(defaults.get("model") or config.model or None)
+
+
 class Panel:
     """The panel object scripts and tests use: `controls`, `generate_button`, `result`, `wait()`, `widget`."""
 
@@ -63,8 +74,7 @@ class Panel:
                                description="negative", continuous_update=False, layout=w.Layout(width="99%")),
             "raw": w.Checkbox(value=not defaults.get("expand", True), description="raw: render the idea as typed", indent=False),
             "steps": w.IntSlider(value=defaults.get("steps") or config.steps, min=1, max=150, description="steps", **slider),
-            "guidance": w.FloatSlider(value=defaults.get("guidance") if defaults.get("guidance") is not None else config.guidance,
-                                      min=0, max=30, step=0.5, description="guidance", **slider),
+            "guidance": w.FloatSlider(value=_initial_guidance(defaults, config), min=0, max=30, step=0.5, description="guidance", **slider),
             "seed": w.BoundedIntText(value=defaults.get("seed") if defaults.get("seed") is not None else random.randrange(MAX_SEED),
                                      min=0, max=MAX_SEED, description="seed", continuous_update=False,
                                      style={"description_width": "70px"}, layout=w.Layout(width="190px")),

@@ -29,7 +29,7 @@ class RenderJob:
     width: int | None  # None: the model's native size
     height: int | None
     steps: int
-    guidance: float
+    guidance: float | None  # None: the model's recommended value
     seeds: tuple[int, ...]  # one image per seed
     quality: str | None = None  # images APIs only
     base_url: str | None = None  # OpenAI-compatible servers only

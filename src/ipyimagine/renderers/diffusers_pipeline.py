@@ -24,6 +24,22 @@ BUNDLED_NAME = "ipyimagine/shapes"  # how the bundled model is named in records 
 INSTALL_HINT = "pip install 'ipyimagine[local]'"
 
 
+FALLBACK_GUIDANCE = 7.5  # StableDiffusionPipeline's own default, for a pipeline that names none
+
+
+def recommended_settings(model: str | None) -> dict:
+    """Settings a model folder recommends in its `recommended.json` (the bundled model: guidance 2).
+
+    Guidance is the setting models disagree on most: the bundled model draws wrong colours at
+    guidance 5, distilled models such as sd-turbo want 0. Hub ids and folders without the file: {}.
+    """
+    folder = BUNDLED_DIR if model in (None, BUNDLED_NAME) else Path(model).expanduser()
+    try:
+        return json.loads((folder / "recommended.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 @lru_cache(maxsize=1)
 def bundled_vocabulary() -> dict:
     path = BUNDLED_DIR / "vocabulary.json"
@@ -79,7 +95,19 @@ class DiffusersRenderer:
         knows = ""
         if vocab:
             knows = f" ({'/'.join(vocab.get('shapes', []))} in {len(vocab.get('colours', []))} colours, placed {'/'.join(vocab.get('places', []))})"
-        return f"local diffusers pipeline; default model {BUNDLED_NAME}, a tiny model that draws one coloured shape on a coloured background{knows}"
+        return (f"local diffusers pipeline; default model {BUNDLED_NAME}, a tiny model that draws one coloured shape on a coloured "
+                f"background{knows}, best at guidance {self.default_guidance(None):g}")
+
+    def default_guidance(self, model: str | None, pipe=None) -> float:
+        """The guidance a cell gets when it names none: the folder's recommendation, else the pipeline's default."""
+        recommended = recommended_settings(model).get("guidance")
+        if isinstance(recommended, (int, float)) and not isinstance(recommended, bool):
+            return float(recommended)
+        if pipe is not None:
+            default = inspect.signature(pipe.__call__).parameters.get("guidance_scale")
+            if default is not None and isinstance(default.default, (int, float)):
+                return float(default.default)
+        return FALLBACK_GUIDANCE
 
     def fingerprint(self, model: str | None) -> str:
         """Local weights are identified by their files (a retrained folder must not hit the old cache)."""
@@ -181,6 +209,7 @@ class DiffusersRenderer:
         pipe = self.pipeline(job.model)
         load_seconds = time.perf_counter() - started
         accepted = inspect.signature(pipe.__call__).parameters
+        guidance = job.guidance if job.guidance is not None else self.default_guidance(job.model, pipe)
         notes = []
         if job.negative_prompt and "negative_prompt" not in accepted:
             notes.append(f"{type(pipe).__name__} takes no negative prompt; it was ignored.")
@@ -196,7 +225,7 @@ class DiffusersRenderer:
                 return tensors
 
             arguments = dict(
-                prompt=job.prompt, num_inference_steps=job.steps, guidance_scale=job.guidance,
+                prompt=job.prompt, num_inference_steps=job.steps, guidance_scale=guidance,
                 width=job.width, height=job.height, generator=torch.Generator("cpu").manual_seed(seed),
                 callback_on_step_end=step_end, output_type="pil",
             )
@@ -213,7 +242,7 @@ class DiffusersRenderer:
             images=images,
             model=job.model if job.model not in (None, BUNDLED_NAME) else BUNDLED_NAME,
             params={
-                "steps": job.steps, "guidance": job.guidance, "width": width, "height": height,
+                "steps": job.steps, "guidance": guidance, "width": width, "height": height,
                 "scheduler": type(pipe.scheduler).__name__, "pipeline": type(pipe).__name__, "model_hash": model_hash,
                 "device": str(pipe.device), "dtype": str(pipe.dtype).replace("torch.", ""), "rng": "cpu",
                 "versions": {"torch": torch.__version__, "diffusers": _version("diffusers"), "transformers": _version("transformers")},
