@@ -95,3 +95,12 @@ def test_availability_says_when_the_configured_model_is_not_downloaded(tiny_mode
     why = DiffusersRenderer(Imagine(backend="diffusers", model="someone/not-cached-model")).availability()
     assert why == ("the configured model 'someone/not-cached-model' is not downloaded (not in the local Hugging Face cache): "
                    "`hf download someone/not-cached-model` where there is network")
+
+
+def test_the_default_guidance_is_what_the_model_recommends():
+    from ipyimagine.renderers.diffusers_pipeline import FALLBACK_GUIDANCE
+
+    renderer = DiffusersRenderer()
+    assert renderer.default_guidance(None) == 2.0  # the bundled model's recommended.json
+    assert renderer.default_guidance("stabilityai/sd-turbo") == 0.0  # trained without guidance
+    assert renderer.default_guidance("someone/unknown-model") == FALLBACK_GUIDANCE

@@ -6,7 +6,9 @@
 Renders go through ipyimagine's own diffusers renderer (the path users take). Each render is read
 back by `scenes.analyse` (background, colour, place, shape) and compared with its caption, on
 combinations held out from training and on seen ones. Seed variety: for each caption drawn with
-four seeds, how many pairs of pictures are the same (object masks overlapping by IoU > 0.9).
+four seeds, how many pairs of pictures are the same (object masks overlapping by IoU > 0.9), and how
+far the object moves and how much its width varies between seeds, beside the same figures for the
+training pictures of that caption (the most variety a seed can bring).
 """
 
 from __future__ import annotations
@@ -49,6 +51,16 @@ def accuracy(readings, truths) -> dict:
     return {a: round(float(np.mean([getattr(r, a) == getattr(t, a) for r, t in zip(readings, truths)])), 3) for a in ATTRIBUTES}
 
 
+def spread(masks: list[np.ndarray]) -> tuple[float, float]:
+    """How much the object moves and resizes across seeds: (mean pairwise centre distance, std of width), pixels."""
+    boxes = [(xs.min(), xs.max(), ys.min(), ys.max()) for ys, xs in (np.nonzero(m) for m in masks if m.any())]
+    if len(boxes) < 2:
+        return 0.0, 0.0
+    centres = [((x0 + x1) / 2, (y0 + y1) / 2) for x0, x1, y0, y1 in boxes]
+    moves = [float(np.hypot(a[0] - b[0], a[1] - b[1])) for a, b in itertools.combinations(centres, 2)]
+    return float(np.mean(moves)), float(np.std([x1 - x0 + 1 for x0, x1, _, _ in boxes]))
+
+
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     union = (a | b).sum()
     return float((a & b).sum() / union) if union else 1.0
@@ -75,6 +87,8 @@ def evaluate(model: str | None = None, quick: bool = False, steps: int = 20, gui
 
     same_pairs = pairs = 0
     all_same = 0
+    rendered_spread, data_spread = [], []
+    rng = random.Random(7)
     for scene in variety:
         images = render(renderer, model, scenes.caption(scene), (11, 22, 33, 44), steps, guidance)
         masks = [scenes.analyse(im).mask for im in images]
@@ -82,10 +96,18 @@ def evaluate(model: str | None = None, quick: bool = False, steps: int = 20, gui
         same_pairs += sum(same)
         pairs += len(same)
         all_same += all(same)
+        rendered_spread.append(spread(masks))
+        # the same caption's training pictures: how much a seed *could* move and resize the object
+        drawn = [scenes.draw(scenes.random_scene(rng, scene.combination)) for _ in range(4)]
+        data_spread.append(spread([scenes.analyse(im).mask for im in drawn]))
     results["seed_variety"] = {
         "captions": len(variety),
         "same_picture_pairs": round(same_pairs / pairs, 3),
         "captions_all_four_seeds_same": all_same,
+        "centre_moves_px": round(float(np.mean([s[0] for s in rendered_spread])), 1),
+        "width_std_px": round(float(np.mean([s[1] for s in rendered_spread])), 1),
+        "training_data": {"centre_moves_px": round(float(np.mean([s[0] for s in data_spread])), 1),
+                          "width_std_px": round(float(np.mean([s[1] for s in data_spread])), 1)},
     }
     total = sum(r["renders"] for r in (results["held_out"], results["seen"])) + 4 * len(variety)
     results["settings"] = {"steps": steps, "guidance": guidance if guidance is not None else renderer.default_guidance(model), "renders": total, "seconds": round(time.perf_counter() - started, 1)}

@@ -32,8 +32,10 @@ PLACES = ("centre", "left", "right", "top", "bottom")
 
 # Where each place puts the object's centre, in pixels of the 64x64 image.
 PLACE_CENTRES = {"centre": (32, 32), "left": (16, 32), "right": (48, 32), "top": (32, 16), "bottom": (32, 48)}
-OBJECT_SIZES = (14, 26)  # smallest and largest object width, pixels
-JITTER = 4  # the object's centre moves up to this many pixels from its place
+OBJECT_SIZES = (14, 30)  # smallest and largest object width, pixels
+JITTER = 6  # the object's centre moves up to this many pixels from its place (centre stays within 8 px: "centre")
+# Training phase 1 (steps 0-3,234) drew from a narrower world; seeds then barely moved the object.
+PHASE_1_VARIETY = {"sizes": (14, 26), "jitter": 4}
 
 # Several ways to say each place, so the text encoder learns the meaning, not one phrase.
 PLACE_PHRASES = {
@@ -90,15 +92,16 @@ def held_out_combinations() -> set[tuple[str, str, str, str]]:
     return set(combos[: len(combos) // 10])
 
 
-def random_scene(rng: random.Random, combination: tuple[str, str, str, str] | None = None) -> Scene:
+def random_scene(rng: random.Random, combination: tuple[str, str, str, str] | None = None,
+                 sizes: tuple[int, int] = OBJECT_SIZES, jitter: int = JITTER) -> Scene:
     if combination is None:
         combination = rng.choice(all_combinations())
     colour, shape, place, background = combination
     return Scene(
         colour, shape, place, background,
-        size=rng.randint(*OBJECT_SIZES),
-        dx=rng.randint(-JITTER, JITTER),
-        dy=rng.randint(-JITTER, JITTER),
+        size=rng.randint(*sizes),
+        dx=rng.randint(-jitter, jitter),
+        dy=rng.randint(-jitter, jitter),
     )
 
 

@@ -76,11 +76,11 @@ def training_caption(scene: scenes.Scene, rng: random.Random) -> str:
 
 # ----------------------------------------------------------------------------------------- data
 
-def make_pool(n: int, seed: int) -> tuple[list[scenes.Scene], np.ndarray]:
+def make_pool(n: int, seed: int, variety: dict) -> tuple[list[scenes.Scene], np.ndarray]:
     rng = random.Random(seed)
     held_out = scenes.held_out_combinations()
     train_combos = [c for c in scenes.all_combinations() if c not in held_out]
-    pool = [scenes.random_scene(rng, rng.choice(train_combos)) for _ in range(n)]
+    pool = [scenes.random_scene(rng, rng.choice(train_combos), tuple(variety["sizes"]), variety["jitter"]) for _ in range(n)]
     images = np.stack([np.asarray(scenes.draw(s)) for s in pool])
     return pool, images
 
@@ -233,7 +233,7 @@ def learning_rate(state: dict, warm: float) -> float:
     return (2e-5 + (1e-3 - 2e-5) * 0.5 * (1 + math.cos(math.pi * done))) * warm
 
 
-def train_diffusion(parts: dict, latents, pool: list, state: dict, deadline: float, eval_every_s: float) -> None:
+def train_diffusion(parts: dict, latents, pool: list, state: dict, deadline: float, eval_every_s: float, until_step: int = 0) -> None:
     import torch
     import torch.nn.functional as F
 
@@ -254,7 +254,7 @@ def train_diffusion(parts: dict, latents, pool: list, state: dict, deadline: flo
     unet.train(), text_encoder.train()
     t0, last_save, last_eval = time.time(), time.time(), time.time()
     losses = []
-    while time.time() < deadline:
+    while time.time() < deadline and not (until_step and state["step"] >= until_step):
         step = state["step"]
         warm = min(1.0, (step - warmup_from + 1) / 200)
         for group in opt.param_groups:
@@ -402,9 +402,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, default=150, help="stop (after a checkpoint) when this much time has passed")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("TRAIN_THREADS", "1")))
     parser.add_argument("--eval-every", type=float, default=10, help="minutes between caption-following checks")
+    parser.add_argument("--until-step", type=int, default=0, help="stop (after a checkpoint) at this diffusion step")
     parser.add_argument("--export-only", action="store_true")
     parser.add_argument("--anneal-steps", type=int, default=0,
                         help="start an anneal phase now: cosine learning-rate decay over this many steps (kept in the checkpoint)")
+    parser.add_argument("--wide-variety", action="store_true",
+                        help="from now on train on the full world of scenes.py (phase 1 used a narrower one; kept in the checkpoint)")
     parser.add_argument("--gamma", type=float, default=None, help="cap of the loss weight (kept in the checkpoint; 5 in phase 1)")
     args = parser.parse_args(argv)
 
@@ -428,8 +431,10 @@ def main(argv: list[str] | None = None) -> None:
         state["anneal"] = {"from_step": state["step"], "steps": args.anneal_steps}
     if args.gamma is not None:
         state["gamma"] = args.gamma
+    if args.wide_variety:
+        state["variety"] = {"sizes": list(scenes.OBJECT_SIZES), "jitter": scenes.JITTER}
     log.info("start: %s, threads %d", {k: v for k, v in state.items() if k != "evals"}, args.threads)
-    pool, images = make_pool(POOL_SIZE, SEED)
+    pool, images = make_pool(POOL_SIZE, SEED, state.get("variety", scenes.PHASE_1_VARIETY))
     if state["stage"] == "vae":
         train_vae(parts["vae"], images, state, deadline)
         if state["vae_step"] < VAE_STEPS:
@@ -445,7 +450,7 @@ def main(argv: list[str] | None = None) -> None:
     latents = latents * state["scaling_factor"]
     log.info("encoded %d latents in %.0f s; scaling factor %s", len(latents), time.time() - started, state["scaling_factor"])
     save_checkpoint(state, checkpoint_models(parts))
-    train_diffusion(parts, latents, pool, state, deadline, args.eval_every * 60)
+    train_diffusion(parts, latents, pool, state, deadline, args.eval_every * 60, args.until_step)
     export(parts, state)
     log.info("stopped at step %d; exported to %s", state["step"], EXPORT.relative_to(HERE.parent))
 

@@ -25,14 +25,19 @@ INSTALL_HINT = "pip install 'ipyimagine[local]'"
 
 
 FALLBACK_GUIDANCE = 7.5  # StableDiffusionPipeline's own default, for a pipeline that names none
+# What the model cards of well-known hub models say (the distilled turbo models are trained without guidance).
+KNOWN_MODELS = {"stabilityai/sd-turbo": {"guidance": 0.0}, "stabilityai/sdxl-turbo": {"guidance": 0.0}}
 
 
 def recommended_settings(model: str | None) -> dict:
-    """Settings a model folder recommends in its `recommended.json` (the bundled model: guidance 2).
+    """Settings a model recommends: its folder's `recommended.json` (the bundled model: guidance 2),
+    or for a few well-known hub models what their model cards say; else {}.
 
     Guidance is the setting models disagree on most: the bundled model draws wrong colours at
-    guidance 5, distilled models such as sd-turbo want 0. Hub ids and folders without the file: {}.
+    guidance 5, distilled models such as sd-turbo want 0.
     """
+    if model in KNOWN_MODELS:
+        return KNOWN_MODELS[model]
     folder = BUNDLED_DIR if model in (None, BUNDLED_NAME) else Path(model).expanduser()
     try:
         return json.loads((folder / "recommended.json").read_text())
