@@ -15,11 +15,11 @@ def test_infotext_round_trips_through_the_web_ui_parsing_rules(session):
     parsed = parse_infotext(text)
     assert parsed["Prompt"] == gen.prompt and parsed["Negative prompt"] == gen.negative_prompt
     assert parsed["Seed"] == "42"  # image 1 of the batch has its own seed
-    assert parsed["Steps"] == "4" and parsed["CFG scale"] == "5.0" and parsed["Sampler"] == "DDIM"
+    assert parsed["Steps"] == "4" and parsed["CFG scale"] == "7.5" and parsed["Sampler"] == "DDIM"
     assert (parsed["Size-1"], parsed["Size-2"]) == ("64", "64")
     assert parsed["Raw prompt"] == "a red circle, at dusk: calm\nsecond line"  # JSON-quoted: it holds , : and a newline
     assert parsed["Model"] == gen.model and parsed["RNG"] == "CPU" and parsed["Expander"] == "template"
-    assert text.split("\n")[-1].startswith("Steps: 4, Sampler: DDIM, CFG scale: 5.0, Seed: 42, Size: 64x64, Model hash: ")
+    assert text.split("\n")[-1].startswith("Steps: 4, Sampler: DDIM, CFG scale: 7.5, Seed: 42, Size: 64x64, Model hash: ")
     assert len(parsed["Model hash"]) == 10 and parsed["Model hash"] == gen.params["model_hash"]
 
 
