@@ -199,8 +199,9 @@ def snr_weight(scheduler, timesteps, gamma: float):
     In x0 terms this is min(SNR+1, gamma): the high-noise steps (where the object's place is
     decided) keep a full share, the easy low-noise steps are capped. Plain min-SNR weighting
     starves the high-noise steps and the model never learns "left" from "right". Phase 1 used
-    gamma 5 (place and colour appear); phase 2 raises it so the low-noise steps, where corners
-    and edges are drawn, count for more (squares stopped coming out as rounded blobs).
+    gamma 5 (place and colour appear); phase 2 raises it to 10 so the low-noise steps, where
+    corners and edges are drawn, count for more (with the learning-rate anneal, shape read-back at
+    guidance 2 rose from 81% to 94%; the two were not tried apart).
     """
     alphas = scheduler.alphas_cumprod[timesteps]
     snr = alphas / (1 - alphas)
