@@ -85,3 +85,49 @@ def test_two_processes_filling_the_cache_at_once_never_see_half_an_entry(tmp_pat
     writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(n)], env=os.environ.copy()) for n in range(2)]
     assert [w.wait(timeout=120) for w in writers] == [0, 0]
     assert len(Cache(tmp_path).entries()) == 60
+
+
+def test_clear_and_trim_leave_everything_the_cache_did_not_write_alone(tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setenv("IPYIMAGINE_CACHE", str(tmp_path))
+    foreign = {"photos/holiday.jpg": b"\xff\xd8 a holiday", "notes.txt": b"my notes", "ab/other.png": b"not ours",
+               f"cd/{'ab' * 32}.png": b"entry-shaped, wrong folder", f"ab/{'ab' * 32}.txt": b"wrong suffix",
+               f"AB/{'AB' * 32}.png": b"upper case: not a key of ours"}
+    for name, data in foreign.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data * 500)  # big enough that a trim counting them would remove entries
+
+    cache = Cache(max_bytes=3000)
+    assert cache.folder == tmp_path
+    for i in range(8):
+        assert cache.put_image(f"ab{i:062x}", Image.new("RGB", (16, 16), (i, 0, 0)), {}) is None
+    assert cache.put_json("ef" + "0" * 62, {"prompt": "a fox"}) is None
+    assert len(cache.entries()) == 9  # small entries, under the cap: the big foreign files do not count
+    assert cache.clear() == 9 and cache.entries() == []
+    assert {name: (tmp_path / name).read_bytes() for name in foreign} == {name: data * 500 for name, data in foreign.items()}
+
+
+def test_an_entry_removed_by_another_process_is_a_miss():
+    from PIL import Image
+
+    cache = Cache()
+    assert cache.put_json("ab" + "0" * 62, {"prompt": "a fox"}) is None
+    assert cache.put_image("cd" + "0" * 62, Image.new("RGB", (8, 8)), {}) is None
+    done = subprocess.run([sys.executable, "-c", "from ipyimagine.cache import Cache; print(Cache().clear())"],
+                          capture_output=True, text=True, env=os.environ.copy(), timeout=60)
+    assert done.stdout.strip() == "2", done.stderr
+    assert cache.get_json("ab" + "0" * 62) is None and cache.get_image("cd" + "0" * 62) is None
+    assert cache.clear() == 0
+
+
+def test_the_cache_lives_in_the_platform_cache_directory(monkeypatch, tmp_path):
+    from ipyimagine.cache import cache_dir
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("XDG_CACHE_HOME is honoured on Linux only")
+    monkeypatch.delenv("IPYIMAGINE_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache_dir() == tmp_path / "ipyimagine"
+    monkeypatch.setenv("IPYIMAGINE_CACHE", "~/elsewhere")
+    assert str(cache_dir()) == os.path.expanduser("~/elsewhere")

@@ -11,7 +11,7 @@ from ipyimagine.renderers.diffusers_pipeline import DiffusersRenderer
 def job(model, **changes):
     values = dict(prompt="a red circle", negative_prompt="", model=model, width=None, height=None, steps=3, guidance=5.0, seeds=(1,))
     values.update(changes)
-    return RenderJob(**values)
+    return DiffusersRenderer(Imagine()).resolve(RenderJob(**values))  # render takes a resolved job
 
 
 def pixels(image):

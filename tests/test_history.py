@@ -29,7 +29,7 @@ def test_history_lists_entries_newest_first_with_thumbnails_and_filters(shell, t
     assert text.index("a <b>green</b> square") < text.index("a red circle")
     html = table._repr_html_()
     assert html.count("data:image/png;base64,") == 2 and "&lt;b&gt;green&lt;/b&gt;" in html and "<b>green</b>" not in html
-    assert [record["idea"] for _, record, _ in shell.run_line_magic("imagine", "history --grep circle").rows] == ["a red circle"]
+    assert [row.record["idea"] for row in shell.run_line_magic("imagine", "history --grep circle").rows] == ["a red circle"]
     assert len(shell.run_line_magic("imagine", "history --limit 1").rows) == 1
 
 
@@ -58,7 +58,7 @@ def test_a_saved_notebook_shows_its_history_before_anything_is_rerun(shell, tmp_
         rows = shell.run_line_magic("imagine", "history").rows
     finally:
         del shell.user_ns["__session__"]
-    assert [(number, r["id"]) for number, r, _ in rows] == [("1", "saved0001")]
+    assert [(row.number, row.record["id"], row.source) for row in rows] == [("1", "saved0001", "notebook")]
 
 
 def test_rerun_reproduces_an_entry_exactly_and_remixes_it(shell):
@@ -92,9 +92,9 @@ def test_rerun_from_a_png_file(shell, tmp_path):
     "line, message",
     [
         ("99", "There is no history entry 99; %imagine history lists them"),
-        ("no-such.png", "Cannot read 'no-such.png': give an entry number or the path of a PNG file."),
+        ("no-such.png", "There is no file 'no-such.png'; give an entry number from %imagine history or a PNG path."),
         ("", "%imagine rerun: the following arguments are required: entry"),
-        ("1 --steps lots", "%imagine rerun: argument --steps: invalid int value: 'lots'"),
+        ("1 --steps lots", "%imagine rerun: --steps takes a whole number, got 'lots'."),
     ],
 )
 def test_rerun_errors_are_one_line(shell, line, message):

@@ -28,3 +28,42 @@ def test_unknown_names_are_left_as_typed_and_reported():
 
 def test_substituted_text_is_never_formatted_again():
     assert interpolate("see {tricky}", NS)[0] == "see {animal}"
+
+
+class Lamp:
+    _secret = "hidden"
+
+    def __init__(self):
+        self._private = "hidden"
+        self.name = "lamp"
+
+    @property
+    def broken(self):
+        raise RuntimeError("a property that raises")
+
+    def method(self):
+        return 1
+
+
+class Unprintable:
+    def __str__(self):
+        raise ValueError("a __str__ that raises")
+
+
+def a_function():
+    return 1
+
+
+def test_private_and_dunder_attributes_are_not_followed():
+    ns = {"lamp": Lamp(), "f": a_function, "cfg": {"_key": "ok"}}
+    cell = "{f.__globals__} {lamp._private} {lamp._secret} {lamp.__class__.__name__} {lamp.method.__self__} {lamp.name} {cfg['_key']}"
+    assert interpolate(cell, ns) == (
+        "{f.__globals__} {lamp._private} {lamp._secret} {lamp.__class__.__name__} {lamp.method.__self__} lamp ok",
+        ["{f.__globals__}", "{lamp._private}", "{lamp._secret}", "{lamp.__class__.__name__}", "{lamp.method.__self__}"],
+    )
+
+
+def test_a_property_or_str_that_raises_is_left_as_typed_not_a_traceback():
+    ns = {"lamp": Lamp(), "odd": Unprintable(), "odds": [Unprintable()], "animal": "fox"}
+    assert interpolate("{lamp.broken} {odd} {odds[0]} a {animal}", ns) == (
+        "{lamp.broken} {odd} {odds[0]} a fox", ["{lamp.broken}", "{odd}", "{odds[0]}"])

@@ -51,7 +51,7 @@ def test_progress_is_shown_then_replaced_by_the_picture(kernel):
     updates = [m for m in seen if m["msg_type"] == "update_display_data" and m["content"]["transient"]["display_id"] == display_id]
     assert any("step 5 of 5" in m["content"]["data"].get("text/html", "") for m in updates)
     final = updates[-1]["content"]
-    assert "image/png" in final["data"] and final["metadata"]["ipyimagine"]["seeds"] == [3]
+    assert "image/png" in final["data"] and final["metadata"]["ipyimagine"]["entries"][-1]["seeds"] == [3]
 
 
 def test_interrupt_stops_the_render_with_one_line_and_the_next_cell_works(kernel):
@@ -71,7 +71,7 @@ def test_interrupt_stops_the_render_with_one_line_and_the_next_cell_works(kernel
     assert reply["status"] == "error" and reply["ename"] == "UsageError"  # so "Run All" stops here
     [printed] = [m["content"]["text"] for m in seen if m["msg_type"] == "stream"]
     assert printed.startswith("UsageError: Interrupted at step ")
-    assert printed.endswith(" of 1200; nothing was rendered. The next cell runs as usual.\n")
+    assert printed.endswith(" of 1200; nothing was kept. The next cell runs as usual.\n")
     assert printed.count("\n") == 1  # one line, no traceback
     assert not any("image/png" in m["content"].get("data", {}) for m in seen)
 

@@ -25,7 +25,7 @@ def test_a_cell_renders_an_inline_png_carrying_its_history_entry(shell):
     captured = run(shell, "--seed 7 --steps 3", "a red circle on a blue background\n")
     [shown] = image_outputs(captured)
     assert Image.open(io.BytesIO(base64.b64decode(shown.data["image/png"]))).size == (256, 256)
-    entry = shown.metadata["ipyimagine"]
+    entry = shown.metadata["ipyimagine"]["entries"][-1]
     assert entry["idea"] == "a red circle on a blue background\n"
     assert entry["prompt"].startswith("a red circle on a blue background, ")
     assert entry["seeds"] == [7] and entry["params"]["steps"] == 3 and entry["backend"] == "diffusers"
@@ -70,8 +70,11 @@ def test_config_sets_the_defaults(shell):
         ("--expander nope", "a red circle", "Unknown expander 'nope'; installed expanders: openai, template."),
         ("--style nope", "a red circle", "Unknown style 'nope'; choose one of:"),
         ("--seed 7", "  \n ", "The cell is empty: write an idea under %%imagine"),
-        ("--steps many", "a red circle", "argument --steps: invalid int value: 'many'"),
-        ("--colour red", "a red circle", "unrecognized arguments: --colour red"),
+        ("--steps many", "a red circle", "%%imagine: --steps takes a whole number, got 'many'."),
+        ("--colour red", "a red circle", "%%imagine: unknown option --colour; %%imagine --help lists the options."),
+        ("--stesp 3", "a red circle", "%%imagine: unknown option --stesp; did you mean --steps?"),
+        ("-n 9", "a red circle", "-n must be from 1 to 8, got 9."),
+        ("--pick 3 --candidates 2", "a red circle", "--pick must be from 1 to --candidates (2), got 3."),
         ("--model ./no/such/folder", "a red circle", "No diffusers model folder at './no/such/folder'"),
     ],
 )
@@ -112,10 +115,10 @@ def test_help_documents_the_options(shell, capsys):
 def test_the_readme_documents_every_option_of_the_magic():
     from pathlib import Path
 
-    from ipyimagine.options import OPTIONS
+    from ipyimagine.params import OPTIONS
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    for flags, _ in OPTIONS:
-        assert f"`{flags[-1]}" in readme, flags
+    for option in OPTIONS:
+        assert f"`{option.flag}" in readme, option.flag
     for magic_only in ("`--out NAME`", "`--save DIR`", "`--interactive`"):
         assert magic_only in readme

@@ -21,7 +21,7 @@ def test_a_saved_notebook_keeps_the_picture_and_its_record_not_the_progress_bar(
     outputs = nbformat.read(path, as_version=4).cells[1].outputs
     pictures = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(pictures) == 1 and pictures[0].output_type == "display_data"
-    record = pictures[0].metadata["ipyimagine"]
+    record = pictures[0].metadata["ipyimagine"]["entries"][-1]
     assert record["seeds"] == [5, 6] and record["params"]["steps"] == 3 and record["idea"].startswith("a red circle")
     assert not any("<progress" in o.get("data", {}).get("text/html", "") for o in outputs)
     assert any("expanded prompt" in o.get("data", {}).get("text/html", "") for o in outputs)
@@ -36,7 +36,7 @@ def test_re_executing_a_notebook_with_a_warm_cache_calls_no_model(tiny_model, tm
     def execute():
         notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
         nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3").execute()
-        return [o.metadata["ipyimagine"] for cell in notebook.cells for o in cell.get("outputs", []) if "ipyimagine" in o.get("metadata", {})]
+        return [o.metadata["ipyimagine"]["entries"][-1] for cell in notebook.cells for o in cell.get("outputs", []) if "ipyimagine" in o.get("metadata", {})]
 
     os.environ["HF_HUB_OFFLINE"] = "1"
     cold, warm = execute(), execute()

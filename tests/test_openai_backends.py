@@ -42,7 +42,7 @@ def run(shell, line, cell="a lighthouse in a storm"):
 
 
 def entry(captured):
-    return next(o.metadata["ipyimagine"] for o in captured.outputs if "image/png" in o.data)
+    return next(o.metadata["ipyimagine"]["entries"][-1] for o in captured.outputs if "image/png" in o.data)
 
 
 def usage_error(shell, line, cell="a lighthouse in a storm"):
@@ -204,11 +204,11 @@ def test_the_key_never_reaches_outputs_metadata_history_or_errors(ishell, server
 def test_backends_says_why_openai_cannot_run_without_a_key(shell, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     rows = {(kind, name): (ready, text) for kind, name, ready, text in shell.run_line_magic("imagine", "backends").rows}
-    assert rows[("renderer", "openai")] == (False, "no OPENAI_API_KEY in the environment and no base URL (Imagine.openai_base_url or OPENAI_BASE_URL)")
-    assert rows[("expander", "openai")][0] is False and rows[("expander", "template")][0] is True
+    assert rows[("renderer", "openai")] == ("no", "no OPENAI_API_KEY in the environment and no base URL (Imagine.openai_base_url or OPENAI_BASE_URL)")
+    assert rows[("expander", "openai")][0] == "no" and rows[("expander", "template")][0] == "yes"
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     rows = {(kind, name): ready for kind, name, ready, _ in shell.run_line_magic("imagine", "backends").rows}
-    assert rows[("renderer", "openai")] and rows[("expander", "openai")]
+    assert rows[("renderer", "openai")] == rows[("expander", "openai")] == "yes"
 
 
 def test_the_cli_takes_the_same_openai_options(server, tmp_path, monkeypatch):

@@ -27,7 +27,7 @@ def test_generate_renders_the_controls_settings_as_a_normal_history_entry(panel,
     assert panel.wait(60)
     gen = panel.result
     assert gen.seed == 3 and gen.params["steps"] == 4 and gen.params["guidance"] == 6.5
-    assert session.history[-1] is gen and panel.history == [gen]
+    assert session.history[-1] is gen and panel.history[-1] is gen
     assert bytes(panel.image.value).startswith(b"\x89PNG") and "seed 3" in panel.caption.value
     assert panel.progress.value == panel.progress.max == 4
 
@@ -47,7 +47,8 @@ def test_the_latest_settings_win_and_the_old_render_is_dropped(panel, session):
     panel.generate_button.click()
     assert panel.wait(120)
     assert panel.result.seed == 99 and panel.result.params["steps"] == 2
-    assert [g.params["steps"] for g in session.history] == [2]  # the long one stopped and recorded nothing
+    # after the panel's first picture (3 steps), the long one stopped and recorded nothing
+    assert [g.params["steps"] for g in session.history] == [3, 2]
 
 
 def test_cancel_stops_within_a_step(panel, session):
@@ -55,10 +56,11 @@ def test_cancel_stops_within_a_step(panel, session):
     panel.generate_button.click()
     while panel.progress.value < 2:
         time.sleep(0.01)
-    stopped_at = panel.progress.value
+    stopped_at, first = panel.progress.value, panel.result
     panel.cancel_button.click()
     assert panel.wait(30)
-    assert panel.result is None and session.history == [] and panel.status.value == "cancelled"
+    # the panel's first picture stays; the cancelled render left no result and no history entry
+    assert panel.result is first and session.history == [first] and panel.status.value == "cancelled"
     assert panel.progress.value <= stopped_at + 2
 
 
@@ -96,24 +98,39 @@ def test_errors_show_inside_the_panel_as_one_sentence(panel):
     panel.controls["model"].value = "./no/such/model"
     panel.generate_button.click()
     assert panel.wait(60)
-    assert panel.result is None and panel.error.startswith("No diffusers model folder at './no/such/model'")
+    assert panel.result.model != "./no/such/model" and panel.error.startswith("No diffusers model folder at './no/such/model'")
     assert "Traceback" not in panel.message.value and "color:#b00" in panel.message.value
 
 
-def test_the_saved_bundle_carries_the_latest_picture_for_viewers_without_a_kernel(panel):
-    panel.generate_button.click()
-    panel.wait(60)
-    data, metadata = panel.widget._repr_mimebundle_()
-    assert "application/vnd.jupyter.widget-view+json" in data and data["image/png"]
-    assert metadata["ipyimagine-panel"]["entries"][-1]["id"] == panel.result.id
+def test_a_panel_shows_its_first_picture_at_once(session):
+    made = ipyimagine.panel("a red circle", session=session, seed=3, steps=2)
+    assert made.result is not None and made.result.seed == 3 and bytes(made.image.value).startswith(b"\x89PNG")
+    assert made.controls["prompt"].value == made.result.prompt  # the prompt used, not the placeholder
 
 
-def test_interactive_cell_magic_shows_a_panel_and_renders_once(shell):
-    shell.run_cell_magic("imagine", "--interactive --seed 5 --steps 2 --out p", "a red circle")
+def test_interactive_cell_magic_shows_the_panel_and_its_picture_as_an_ordinary_output(shell):
+    from IPython.utils.capture import capture_output
+
+    with capture_output() as captured:
+        shell.run_cell_magic("imagine", "--interactive --seed 5 --steps 2 --out p", "a red circle")
     made = shell.user_ns["p"]
     assert made.result.seed == 5 and made.controls["idea"].value == "a red circle"  # rendered before the cell ended
-    data, _ = made.widget._repr_mimebundle_()
-    assert data["image/png"]
+    [picture] = [o for o in captured.outputs if "image/png" in o.data]
+    assert "application/vnd.jupyter.widget-view+json" not in picture.data  # viewers without a kernel show it
+    meta = picture.metadata["ipyimagine"]
+    assert meta["kind"] == "panel" and meta["entries"][-1]["id"] == made.result.id
+
+
+def test_the_panel_carries_every_option_of_the_cell(shell, tmp_path):
+    shell.run_cell_magic("imagine", f"--interactive --seed 5 --steps 2 --negative 'soft edges' --save '{tmp_path}/my pictures' "
+                         "--no-cache --out p", "a red circle")
+    made = shell.user_ns["p"]
+    assert made.result.negative_prompt.endswith("soft edges") and made.result.files
+    assert made.result.files[0].startswith(f"{tmp_path}/my pictures/")
+    made.controls["steps"].value = 3  # a control change keeps the cell's other options
+    made.wait(60)
+    assert made.result.params["steps"] == 3 and made.result.negative_prompt.endswith("soft edges")
+    assert len(list((tmp_path / "my pictures").glob("*.png"))) == 2
 
 
 def test_two_panels_rendering_at_once_take_turns_on_the_shared_pipeline(session):

@@ -12,12 +12,12 @@ from ipyimagine.request import parse_size
         ({"steps": 0}, "--steps must be from 1 to 150, got 0."),
         ({"steps": 151}, "--steps must be from 1 to 150, got 151."),
         ({"guidance": 30.5}, "--guidance must be from 0.0 to 30.0, got 30.5."),
-        ({"n": 9}, "--n must be from 1 to 8, got 9."),
+        ({"n": 9}, "-n must be from 1 to 8, got 9."),
         ({"seed": -1}, "--seed must be from 0 to 4294967295, got -1."),
         ({"seed": 2**32}, "--seed must be from 0 to 4294967295, got 4294967296."),
         ({"width": 100}, "--width must be a multiple of 8, got 100 (try 96)."),
         ({"height": 4096}, "--height must be from 8 to 2048, got 4096."),
-        ({"steps": "ten"}, "--steps must be a number from 1 to 150, got 'ten'."),
+        ({"steps": "ten"}, "--steps must be a whole number from 1 to 150, got 'ten'."),
     ],
 )
 def test_out_of_range_values_are_refused_with_the_rule(options, message):

@@ -59,7 +59,7 @@ def test_the_generation_shows_itself_as_a_png_with_its_record(session):
     data, metadata = gen._repr_mimebundle_()
     shown = Image.open(io.BytesIO(base64.b64decode(data["image/png"])))
     assert shown.size == (256, 256)  # 64x64 enlarged to be visible
-    assert metadata["ipyimagine"]["seeds"] == [2] and metadata["ipyimagine"]["prompt"] == gen.prompt
+    assert metadata["ipyimagine"]["entries"][0]["seeds"] == [2] and metadata["ipyimagine"]["entries"][0]["prompt"] == gen.prompt
     assert "seed 2" in data["text/plain"]
 
 

@@ -50,7 +50,8 @@ def test_a_two_axis_sweep_renders_a_labelled_grid_of_history_entries(shell):
     [shown] = [o for o in captured.outputs if "image/png" in o.data]
     picture = Image.open(io.BytesIO(base64.b64decode(shown.data["image/png"])))
     assert picture.width >= 3 * 256 and picture.height >= 2 * 256  # 3 columns, 2 rows, plus headers
-    meta = shown.metadata["ipyimagine-grid"]
+    meta = shown.metadata["ipyimagine"]
+    assert meta["kind"] == "grid" and len(meta["thumbnails"]) == 6
     assert (meta["x_type"], meta["x_values"], meta["y_type"], meta["y_values"]) == ("Guidance", [3.0, 7.0, 11.0], "Seed", [1, 2])
     assert [(e["params"]["guidance"], e["seeds"][0]) for e in meta["entries"]] == [(3.0, 1), (7.0, 1), (11.0, 1), (3.0, 2), (7.0, 2), (11.0, 2)]
     assert len(ipyimagine.default_session().history) == 6

@@ -64,3 +64,13 @@ def test_ipyimagine_history_from_the_shell(session, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "a purple triangle" in done.stdout and "wrote 1 entries" in done.stdout
     assert json.loads((tmp_path / "all.json").read_text())[0]["id"] == gen.id
+
+
+def test_the_log_lives_in_the_platform_data_directory(monkeypatch, tmp_path):
+    if not sys.platform.startswith("linux"):
+        pytest.skip("XDG_DATA_HOME is honoured on Linux only")
+    monkeypatch.delenv("IPYIMAGINE_HOME")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert userlog.default_path() == tmp_path / "ipyimagine" / "history.sqlite"
+    userlog.log_record({"id": "one", "created": "2026-01-01", "idea": "x", "prompt": "x", "seeds": [1]})
+    assert [r["id"] for r in userlog.read_records(path=tmp_path / "ipyimagine" / "history.sqlite")] == ["one"]

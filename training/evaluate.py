@@ -44,7 +44,7 @@ def render(renderer, model, caption: str, seeds: tuple[int, ...], steps: int, gu
     from ipyimagine.renderers import RenderJob
 
     job = RenderJob(prompt=caption, negative_prompt="", model=model, width=None, height=None, steps=steps, guidance=guidance, seeds=seeds)
-    return renderer.render(job).images
+    return renderer.render(renderer.resolve(job)).images
 
 
 def accuracy(readings, truths) -> dict:

@@ -8,12 +8,12 @@ or from Python: `from ipyimagine import imagine; gen = imagine("a red circle", s
 Loading stays light: torch, diffusers and transformers are imported by the backend that needs them, when it first runs.
 """
 
+from ._version import __version__
 from .config import Imagine
 from .errors import BackendError, Cancelled, ImagineError, MissingDependency, ModelNotFound, RequestError
 from .request import Expansion, Generation, Request
 from .session import Session
 
-from ._version import __version__
 __all__ = [
     "BackendError",
     "Cancelled",
@@ -47,25 +47,33 @@ def default_session() -> Session:
     return _default_session
 
 
-def imagine(idea: str, *, size=None, session: Session | None = None, on_step=None, **options) -> Generation:
-    """Expand `idea` and render it; keyword options mirror the magic's:
-    seed, steps, guidance, size ('512x512' or (w, h)), width, height, n, style, negative,
-    expand (False renders the idea as written), expander, backend, model.
+def imagine(idea: str, *, size=None, session: Session | None = None, on_step=None, **options):
+    """Expand `idea` and render it. Keyword options are the magic's, by their names in the option table
+    (`ipyimagine.params.OPTIONS`): seed, steps, guidance, size ('512x512' or (w, h)), width, height, n, style,
+    negative, expand, prompt, expander, backend, model, quality, base_url, candidates, pick, cache, save, sweep.
+    Returns a Generation (a Grid with `sweep=["seed=1-4"]`).
 
     >>> gen = imagine("a red circle on a blue background", seed=3)   # doctest: +SKIP
     >>> gen.images[0].size, gen.prompt, gen.seed                       # doctest: +SKIP
     """
     request = Request.from_options(idea, size=size, **options)
-    return (session or default_session()).imagine(request, on_step=on_step)
+    return (session or default_session()).run(request, on_step=on_step)
 
 
-def panel(idea: str = "", *, session: Session | None = None, **defaults):
-    """The interactive panel for `idea` (sliders, editable prompt, progress, earlier results).
-    Keyword defaults: steps, guidance, seed, width, height, n, style, backend, model, expand.
-    Shown when it is the last value of a cell; `.controls`, `.generate_button`, `.result`, `.wait()`."""
+def panel(idea: str = "", *, session: Session | None = None, size=None, **options):
+    """The interactive panel for `idea` (sliders, editable prompt, progress, earlier results), showing its first
+    picture at once. Keyword options are `imagine()`'s (all but sweep). `.controls`, `.generate_button`,
+    `.result`, `.wait()`."""
+    from .params import refuse_unsupported
     from .widgets import Panel
 
-    return Panel(session or default_session(), idea, **defaults)
+    refuse_unsupported("interactive", options, "with the panel (it makes one picture at a time)")
+    request = Request.from_options(idea or "(write an idea)", size=size, **options)
+    made = Panel(session or default_session(), request, idea=idea)
+    if idea.strip():
+        made.generate()
+        made.wait()
+    return made
 
 
 def load_ipython_extension(shell) -> None:

@@ -1,99 +1,138 @@
-"""`ipyimagine "an idea" -o out.png`: the same pipeline from a shell."""
+"""`ipyimagine "an idea" -o out.png`: the same pipeline from a shell. The options come from the option table."""
 
 from __future__ import annotations
 
-import argparse
-import os
+import re
 import sys
 from pathlib import Path
 
-from .errors import ImagineError
-from .options import add_options, request_from_args
+from .errors import ImagineError, raise_errors
+from .params import UsageParser, add_arguments, given_options
+
+_CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f\x9b]")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def printable(text: str) -> str:
+    """Text from outside (an LLM's prompt, a server's message) without terminal control sequences."""
+    return _CONTROL.sub("", str(text))
+
+
+def build_parser() -> UsageParser:
+    parser = UsageParser(
         prog="ipyimagine",
         description="Expand an idea into a detailed prompt and render it to PNG. "
-        "'ipyimagine backends' lists what can render here.",
+        "'ipyimagine backends' lists what can render here; 'ipyimagine history' what was made.",
     )
     parser.add_argument("idea", help="what to picture, e.g. 'a red circle on a blue background'")
-    parser.add_argument("-o", "--output", metavar="FILE", help="PNG file to write (image i of a batch goes to FILE-i.png); default imagine-SEED.png")
+    parser.add_argument("-o", "--output", metavar="FILE",
+                        help="PNG file to write, or an existing folder to write into (image i of a batch goes to FILE-i.png); "
+                             "default imagine-SEED.png")
     parser.add_argument("--native", action="store_true", help="save the model's own pixels instead of the enlarged view of small images")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no caption")
-    add_options(parser)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress and no caption")
+    add_arguments(parser, "cli")
     return parser
 
 
-def output_paths(output: str | None, seeds: tuple[int, ...]) -> list[Path]:
-    if output is None:
-        return [Path(f"imagine-{seed}.png") for seed in seeds]
-    path = Path(output)
+def output_paths(output: str | None, names: list[str]) -> list[Path]:
+    """Where each image goes: FILE (FILE-i.png for a batch), inside an existing folder, or imagine-NAME.png."""
+    if output is None or Path(output).expanduser().is_dir():
+        folder = Path(output).expanduser() if output else Path(".")
+        return [folder / f"imagine-{name}.png" for name in names]
+    path = Path(output).expanduser()
     if path.suffix.lower() != ".png":
         path = path.with_name(path.name + ".png")
-    if len(seeds) == 1:
+    if len(names) == 1:
         return [path]
-    return [path.with_name(f"{path.stem}-{i}{path.suffix}") for i in range(len(seeds))]
+    return [path.with_name(f"{path.stem}-{i}{path.suffix}") for i in range(len(names))]
 
 
 def history_main(argv: list[str]) -> int:
-    """`ipyimagine history`: the user log, newest first."""
+    """`ipyimagine history [NOTEBOOK.ipynb]`: the user log (or a notebook's saved entries), newest first."""
     from . import userlog
-    from .history import HistoryTable, export
+    from .history import export, matches
+    from .notebook import Row, read_notebook
+    from .tables import HistoryTable
 
-    parser = argparse.ArgumentParser(prog="ipyimagine history", description="Every generation in the user log, newest first.")
+    parser = UsageParser(prog="ipyimagine history", description="Every generation in the user log (or a notebook), newest first.")
+    parser.add_argument("notebook", nargs="?", help="read this notebook's saved entries instead of the user log")
     parser.add_argument("--grep", metavar="TEXT", help="only entries whose idea, prompt or model contain TEXT")
     parser.add_argument("--limit", type=int, default=20, metavar="N", help="at most N entries (default 20)")
     parser.add_argument("--export", metavar="FILE", help="write the entries to FILE (.json or .csv)")
     args = parser.parse_args(argv)
-    records = userlog.read_records(grep=args.grep, limit=args.limit)
+    notes: list[str] = []
+    if args.notebook:
+        found, notes = read_notebook(Path(args.notebook))
+        records = [r for r, _ in reversed(found) if matches(r, args.grep)][: args.limit]
+        where = args.notebook
+    else:
+        records = userlog.read_records(grep=args.grep, limit=args.limit)
+        where = str(userlog.default_path())
     if args.export:
-        try:
-            export(records, Path(args.export))
-        except ImagineError as error:
-            print(f"ipyimagine: {error}", file=sys.stderr)
-            return 2
+        export(records, Path(args.export))
         print(f"wrote {len(records)} entries to {args.export}")
-    print(HistoryTable([(str(i), r, None) for i, r in enumerate(records, start=1)], f"ipyimagine history ({userlog.default_path()})"))
+    rows = [Row(str(i), r, None, "notebook" if args.notebook else "log") for i, r in enumerate(records, start=1)]
+    print(printable(repr(HistoryTable(rows, f"ipyimagine history ({where})", notes))))
+    return 0
+
+
+def backends_main() -> int:
+    from . import default_session
+    from .tables import BackendsTable
+
+    print(printable(repr(BackendsTable(default_session()))))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    from . import default_session
-    from .display import enlarged
-    from .progress import TextProgress
-
-    if argv[:1] == ["backends"]:
-        from .magics import BackendsTable
-
-        print(BackendsTable(default_session()))
-        return 0
-    if argv[:1] == ["history"]:
-        return history_main(argv[1:])
-    args = build_parser().parse_args(argv)
-    progress = TextProgress() if not args.quiet else None
     try:
-        request = request_from_args(args, args.idea)
-        generation = default_session().imagine(request, on_step=progress.step if progress else None)
+        if argv[:1] == ["backends"]:
+            return backends_main()
+        if argv[:1] == ["history"]:
+            return history_main(argv[1:])
+        return render_main(argv)
     except KeyboardInterrupt:
         print("\nipyimagine: interrupted; nothing was written.", file=sys.stderr)
         return 130
-    except ImagineError as error:
-        if os.environ.get("IPYIMAGINE_RAISE_ERRORS"):
+    except (ImagineError, OSError) as error:
+        if raise_errors():
             raise
-        print(f"ipyimagine: {error}", file=sys.stderr)
+        message = str(error) if isinstance(error, ImagineError) else f"{error.strerror or type(error).__name__}: {error.filename or ''}"
+        print(f"ipyimagine: {printable(message)}", file=sys.stderr)
         return 2
+
+
+def render_main(argv: list[str]) -> int:
+    from . import default_session
+    from .display import enlarged
+    from .progress import TextProgress
+    from .pngmeta import save_png
+    from .request import Request
+
+    args = build_parser().parse_args(argv)
+    request = Request.from_options(args.idea, **given_options(args))
+    progress = None if args.quiet else TextProgress()
+    if progress:
+        progress.start("expanding the idea, loading the model and rendering")
+    try:
+        result = default_session().run(request, on_step=progress.step if progress else None)
     finally:
         if progress:
             progress.close()
-    from .pngmeta import save_png
+    if hasattr(result, "generations"):  # a sweep: one grid picture
+        paths = output_paths(args.output, [f"grid-{result.id}"])
+        from .pngmeta import write_file
 
-    record = generation.record()
-    for index, (image, path) in enumerate(zip(generation.images, output_paths(args.output, generation.seeds))):
-        save_png(image if args.native else enlarged(image), path, record, index)
-        if not args.quiet:
-            print(f"wrote {path}")
+        written = [write_file(paths[0], result.png())]
+        caption = result.caption()
+    else:
+        record = result.record()
+        written = []
+        for index, (image, path) in enumerate(zip(result.images, output_paths(args.output, [str(s) for s in result.seeds]))):
+            written.append(save_png(image if args.native else enlarged(image), path, record, index))
+        caption = result.caption()
     if not args.quiet:
-        print(generation.caption())
+        for path in written:
+            print(f"wrote {path}")
+        print(printable(caption))
     return 0

@@ -41,22 +41,63 @@ def grid(images, columns: int = 4):
     return sheet
 
 
-def png_bytes(image) -> bytes:
+def png_bytes(image, record: dict | None = None, index: int = 0) -> bytes:
+    """PNG bytes; with a history entry, carrying its recipe (the same chunks as a saved PNG, see pngmeta)."""
+    from .pngmeta import png_info
+
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format="PNG", pnginfo=png_info(record, index) if record else None)
     return buffer.getvalue()
 
 
+THUMBNAIL = 64
+
+
+def thumbnail_b64(image, size: int = THUMBNAIL) -> str:
+    """A small PNG (about `size` px on its longer side, a few KB) as base64: the one thumbnail helper."""
+    from PIL import Image
+
+    small = image.convert("RGB")
+    factor = size / max(small.size)
+    small = small.resize((max(1, round(small.width * factor)), max(1, round(small.height * factor))), Image.Resampling.BOX)
+    buffer = io.BytesIO()
+    small.save(buffer, format="PNG", optimize=True)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def number(value) -> str:
+    """Numbers one way: whole numbers as 20, other values as Python writes floats (2.0, 7.5)."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return repr(round(value, 4))
+    return str(value)
+
+
 def settings_line(gen) -> str:
+    """Backend, model and only the settings that were really used (a backend with no steps shows none)."""
     p = gen.params
     seeds = f"seed {gen.seeds[0]}" if len(gen.seeds) == 1 else f"seeds {gen.seeds[0]}–{gen.seeds[-1]}"
+    if p.get("seed_honoured") is False:
+        seeds += " (not used by the backend)"
+    parts = [gen.backend, gen.model, seeds]
+    if p.get("steps") is not None:
+        parts.append(f"{p['steps']} steps")
+    if p.get("guidance") is not None and p.get("guidance_kind") != "none":
+        label = "distilled guidance" if p.get("guidance_kind") == "distilled" else "guidance"
+        parts.append(f"{label} {number(p['guidance'])}")
+    if p.get("quality"):
+        parts.append(f"quality {p['quality']}")
+    if p.get("width") and p.get("height"):
+        parts.append(f"{p['width']}×{p['height']}")
     expander = gen.expansion.expander + (f" ({gen.expansion.model})" if gen.expansion.model else "")
-    return (
-        f"{gen.backend} · {gen.model} · {seeds} · {p.get('steps')} steps · guidance {p.get('guidance')} · "
-        f"{p.get('width')}×{p.get('height')} · expander {expander} · {gen.timings.get('total', 0):.1f} s"
-    )
-
-
+    parts.append(f"expander {expander}")
+    cached = p.get("cached_images") or 0
+    if cached and cached == len(gen.seeds):
+        parts.append("from the cache")
+    else:
+        parts.append(f"{gen.timings.get('total', 0):.1f} s" + (f" ({cached} from the cache)" if cached else ""))
+    return " · ".join(str(part) for part in parts)
 def plain_caption(gen) -> str:
     lines = [f"idea: {gen.idea.strip()}"]
     if gen.prompt != gen.idea.strip():
@@ -80,9 +121,13 @@ def html_caption(gen) -> str:
     return "".join(parts)
 
 
-def image_bundle(gen):
-    """(data, metadata) for display: the picture as PNG, the caption as plain text, the record in metadata."""
+def image_bundle(gen, kind: str = "generation"):
+    """(data, metadata) for display: the picture as a PNG carrying its recipe, the caption as plain text, the
+    entry in the notebook metadata (see notebook.py)."""
+    from .notebook import output_metadata
+
+    record = gen.record()
     sheet = grid(gen.images)
-    data = {"image/png": base64.b64encode(png_bytes(sheet)).decode("ascii"), "text/plain": plain_caption(gen)}
-    metadata = {"image/png": {"width": sheet.width, "height": sheet.height}, "ipyimagine": gen.record()}
+    data = {"image/png": base64.b64encode(png_bytes(sheet, record)).decode("ascii"), "text/plain": plain_caption(gen)}
+    metadata = {"image/png": {"width": sheet.width, "height": sheet.height}, **output_metadata(kind, [record])}
     return data, metadata

@@ -11,6 +11,13 @@ Only the faces translate them: the magic raises IPython's UsageError (one line, 
 the CLI prints the message and exits with status 2. Set IPYIMAGINE_RAISE_ERRORS=1 to see tracebacks.
 """
 
+import os
+
+
+def raise_errors() -> bool:
+    """IPYIMAGINE_RAISE_ERRORS=1 (or true/yes) shows tracebacks instead of one line, in every face alike."""
+    return os.environ.get("IPYIMAGINE_RAISE_ERRORS", "").strip().lower() in ("1", "true", "yes", "on")
+
 
 class ImagineError(Exception):
     """Base class: the message is one sentence that says what was wrong and what to do."""

@@ -3,7 +3,9 @@
 Only `{name}`, `{name[0]}`, `{name['key']}` and `{name.attr}` that resolve are replaced; every
 other brace (JSON, code, `{}`) stays exactly as written, substituted text is never formatted a
 second time, and `{{` / `}}` stand for literal braces. (Jupyter AI's %%ai uses str.format and so
-crashes on `{"a": 1}`: its issue #27.)
+crashes on `{"a": 1}`: its issue #27.) Attributes starting with `_` are never followed (no
+`{f.__globals__}` walk into the kernel's internals), and a field whose lookup or `str()` raises is
+left as typed: a cell's text must never cost the user a traceback.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ def _resolve(namespace: dict, name: str, path: str):
         return _MISSING
     value = namespace[name]
     for attr, index, key1, key2 in _STEP.findall(path):
+        if attr.startswith("_"):  # private or dunder: not ours to reach into
+            return _MISSING
         try:
             if attr:
                 value = getattr(value, attr)
@@ -30,7 +34,7 @@ def _resolve(namespace: dict, name: str, path: str):
                 value = value[int(index)]
             else:
                 value = value[key1 or key2]
-        except (AttributeError, LookupError, TypeError):
+        except Exception:  # a missing key, or a property or __getitem__ that raises: left as typed
             return _MISSING
     return value
 
@@ -46,9 +50,12 @@ def interpolate(text: str, namespace: dict) -> tuple[str, list[str]]:
         if whole == "}}":
             return "}"
         value = _resolve(namespace, match.group(1), match.group(2))
-        if value is _MISSING:
-            unresolved.append(whole)
-            return whole
-        return str(value)
+        if value is not _MISSING:
+            try:
+                return str(value)
+            except Exception:  # a __str__ that raises: left as typed, like a name that is not there
+                pass
+        unresolved.append(whole)
+        return whole
 
     return _FIELD.sub(fill, text), unresolved

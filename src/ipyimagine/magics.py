@@ -1,22 +1,19 @@
-"""%%imagine and %imagine: a thin face over Session.imagine."""
+"""%%imagine and %imagine: a thin face over Session.run. The options come from the option table (params.py)."""
 
 from __future__ import annotations
 
-import html
-import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from . import registry
-from .errors import ImagineError
+from .errors import ImagineError, raise_errors
 from .interpolate import interpolate
-from .options import decorate_with_options, request_from_args
+from .params import UsageParser, add_arguments, given_options, help_table, refuse_unsupported, split_line
 from .progress import NotebookProgress, TextProgress
-from .styles import builtin_styles
+from .request import Request
 
 SUBCOMMANDS = {
     "history": "what was made, newest first, with thumbnails: [--grep TEXT] [--limit N] [--export FILE.json|.csv]",
@@ -28,8 +25,23 @@ SUBCOMMANDS = {
 }
 
 
-def _raise_errors() -> bool:
-    return os.environ.get("IPYIMAGINE_RAISE_ERRORS", "").lower() in ("1", "true", "yes")
+def cell_parser() -> UsageParser:
+    parser = UsageParser(prog="%%imagine", add_help=False, error_class=UsageError)
+    add_arguments(parser, "magic")
+    parser.add_argument("--out", metavar="NAME", help="also store the result (a Generation) in the variable NAME")
+    parser.add_argument("--interactive", action="store_true", help="show the interactive panel (sliders, editable prompt, Generate)")
+    return parser
+
+
+@contextmanager
+def _one_line():
+    """Expected problems become one UsageError line (IPYIMAGINE_RAISE_ERRORS=1: the traceback)."""
+    try:
+        yield
+    except ImagineError as error:
+        if raise_errors():
+            raise
+        raise UsageError(str(error)) from None
 
 
 @magics_class
@@ -38,53 +50,41 @@ class ImagineMagics(Magics):
         super().__init__(shell)
         self.session = session
 
-    @magic_arguments()
-    @argument("--out", metavar="NAME", help="also store the Generation in the variable NAME")
-    @argument("--interactive", action="store_true", help="show the interactive panel (sliders, editable prompt, Generate)")
-    @argument("--save", metavar="DIR", help="also write each image to DIR as a PNG carrying its recipe (default Imagine.save_dir)")
-    @decorate_with_options
     @line_cell_magic
     def imagine(self, line: str, cell: str | None = None):
-        """Expand an idea into a detailed prompt and render it inline.
-
-        Cell magic: the cell is the idea; `{name}` is filled from your variables
-        (`{{` for a literal brace)::
-
-            %%imagine --seed 7 --steps 20
-            a red circle on the left on a blue background
-
-        Line magic: `%imagine history`, `%imagine rerun N`, `%imagine cache [clear]`,
-        `%imagine backends`, `%imagine styles`, `%imagine help`.
-        Defaults come from `%config Imagine` (e.g. `%config Imagine.backend = "diffusers"`).
-        """
+        """Expand an idea into a detailed prompt and render it inline."""
         if cell is None:
             return self._subcommand(line)
-        args = parse_argstring(self.imagine, line)
+        with _one_line():
+            args = cell_parser().parse_args(split_line(line))
+            given = given_options(args)
         idea, unresolved = interpolate(cell, self.shell.user_ns)
         if unresolved:
             print(f"ipyimagine: left {', '.join(unresolved)} as typed: no such variable (write {{{{ for a literal brace).", file=sys.stderr)
         if not idea.strip():
             raise UsageError("The cell is empty: write an idea under %%imagine, e.g. 'a red circle on a blue background'.")
-
-        try:
-            request = request_from_args(args, idea)
-        except ImagineError as error:
-            raise UsageError(str(error)) from None
+        with _one_line():
+            if args.interactive:
+                refuse_unsupported("interactive", given, "with --interactive (the panel makes one picture at a time)")
+            request = Request.from_options(idea, **given)
         if args.interactive:
-            from .widgets import Panel
+            return self._panel(request, args.out)
+        self._show(lambda on_step: self.session.run(request, on_step=on_step), out=args.out)
 
-            defaults = {k: getattr(request, k) for k in ("steps", "guidance", "seed", "width", "height", "style", "backend", "model")}
-            panel = Panel(self.session, idea.strip(), expand=request.expand, n=request.n, **defaults)
+    def _panel(self, request: Request, out: str | None):
+        from .widgets import Panel
+
+        with _one_line():
+            panel = Panel(self.session, request)
+        try:
             panel.generate()
             panel.wait()  # the first picture is part of the cell, so the saved notebook shows it without a kernel
-            panel.display()
-            if args.out:
-                self.shell.user_ns[args.out] = panel
-            return None
-        if args.sweep:
-            self._show(lambda on_step: self.session.sweep(request, args.sweep, on_step=on_step, save_dir=args.save), out=args.out)
-        else:
-            self._show(lambda on_step: self.session.imagine(request, on_step=on_step, save_dir=args.save), out=args.out)
+        except KeyboardInterrupt:
+            panel.close()
+            raise UsageError("Interrupted; the panel's render was stopped. The next cell runs as usual.") from None
+        panel.display()
+        if out:
+            self.shell.user_ns[out] = panel
 
     # ------------------------------------------------------------------ %imagine SUBCOMMAND
     def _subcommand(self, line: str):
@@ -95,90 +95,77 @@ class ImagineMagics(Magics):
         if command == "rerun":
             return self._rerun(rest)
         if command == "cache":
-            cache = self.session.cache()
-            if rest.strip() == "clear":
-                print(f"removed {cache.clear()} cached entries from {cache.folder}")
-            elif rest.strip():
-                raise UsageError(f"Unknown %imagine cache command {rest.strip()!r}; use `%imagine cache` or `%imagine cache clear`.")
-            else:
-                print(f"{len(cache.entries())} entries, {cache.size() / 2**20:.1f} MB of {self.session.config.cache_size_mb} MB, in {cache.folder}")
-            return None
+            return self._cache(rest.strip())
         if command == "backends":
+            from .tables import BackendsTable
+
             return BackendsTable(self.session)
         if command == "styles":
+            from .tables import StylesTable
+
             return StylesTable()
         if command == "help":
-            print(self.imagine.__doc__)
+            print(ImagineMagics.imagine.__doc__)
             print("Commands: " + "; ".join(f"%imagine {name}: {text}" for name, text in SUBCOMMANDS.items()))
             return None
         raise UsageError(
             f"Unknown command %imagine {command!r}; use one of: {', '.join(SUBCOMMANDS)} (or %%imagine as a cell magic to render an idea)."
         )
 
+    def _cache(self, rest: str) -> None:
+        cache = self.session.cache()
+        if rest == "clear":
+            print(f"removed {cache.clear()} cached entries from {cache.folder}")
+        elif rest:
+            raise UsageError(f"Unknown %imagine cache command {rest!r}; use `%imagine cache` or `%imagine cache clear`.")
+        else:
+            print(f"{len(cache.entries())} entries, {cache.size() / 2**20:.1f} MB of {self.session.config.cache_size_mb} MB, in {cache.folder}")
 
     # ------------------------------------------------------------------ history and rerun
-    def _entries(self) -> list[tuple[str, dict, str | None]]:
-        """This kernel's entries and those saved in its notebook, oldest first, numbered from 1."""
-        from .history import notebook_entries, notebook_path, thumbnail_b64
-
-        found = {}
-        path = notebook_path(self.shell)
-        if path is not None:
-            for record, thumb in notebook_entries(path):
-                found[record["id"]] = (record, thumb)
-        for generation in self.session.history:
-            found[generation.id] = (generation.record(), thumbnail_b64(generation.image))
-        ordered = sorted(found.values(), key=lambda pair: pair[0].get("created", ""))
-        return [(str(i), record, thumb) for i, (record, thumb) in enumerate(ordered, start=1)]
-
     def _history(self, arguments: str):
-        from .history import HistoryTable, export, matches
+        from .history import export, matches
+        from .notebook import history
+        from .tables import HistoryTable
 
-        parser = _parser("%imagine history")
+        parser = UsageParser(prog="%imagine history", add_help=False, error_class=UsageError)
         parser.add_argument("--grep", metavar="TEXT", help="only entries whose idea, prompt or model contain TEXT")
         parser.add_argument("--limit", type=int, metavar="N", help="at most N entries")
         parser.add_argument("--export", metavar="FILE", help="also write the entries to FILE (.json or .csv)")
-        args = parser.parse_args(arguments.split())
-        rows = [row for row in reversed(self._entries()) if matches(row[1], args.grep)][: args.limit]
+        with _one_line():
+            args = parser.parse_args(split_line(arguments))
+        rows, notes = history(self.session, self.shell)
+        rows = [row for row in reversed(rows) if matches(row.record, args.grep)][: args.limit]
         if args.export:
-            try:
-                path = export([record for _, record, _ in rows], Path(args.export))
-            except ImagineError as error:
-                raise UsageError(str(error)) from None
+            with _one_line():
+                try:
+                    path = export([row.record for row in rows], Path(args.export))
+                except OSError as error:
+                    raise UsageError(f"Could not write {args.export!r} ({error.strerror or type(error).__name__}).") from None
             print(f"wrote {len(rows)} entries to {path}")
         title = "ipyimagine history, newest first" + (f" (matching {args.grep!r})" if args.grep else "")
-        return HistoryTable(rows, title)
+        return HistoryTable(rows, title, notes)
 
     def _rerun(self, arguments: str):
-        import shlex
-
-        from .options import add_options
+        from .notebook import history
         from .pngmeta import read_record
 
-        parser = _parser("%imagine rerun")
+        parser = UsageParser(prog="%imagine rerun", add_help=False, error_class=UsageError)
         parser.add_argument("entry", help="an entry number from %imagine history, or a PNG file ipyimagine wrote")
-        add_options(parser)
-        args = parser.parse_args(shlex.split(arguments))
+        add_arguments(parser, "rerun")
+        with _one_line():
+            args = parser.parse_args(split_line(arguments))
+            changes = given_options(args)
         if args.entry.isdigit():
-            entries = {number: record for number, record, _ in self._entries()}
+            rows, _ = history(self.session, self.shell)
+            entries = {row.number: row.record for row in rows}
             if args.entry not in entries:
                 raise UsageError(f"There is no history entry {args.entry}; %imagine history lists them (1 to {len(entries)}).")
             record = entries[args.entry]
         else:
-            try:
+            with _one_line():
                 record = read_record(args.entry)
-            except OSError:
-                raise UsageError(f"Cannot read {args.entry!r}: give an entry number or the path of a PNG file.") from None
             if record is None:
-                raise UsageError(f"{args.entry!r} carries no ipyimagine recipe (it was not written by ipyimagine --save or the CLI).")
-        changes = {k: getattr(args, k) for k in ("seed", "steps", "guidance", "width", "height", "backend", "model", "negative", "quality")}
-        if args.size:
-            from .request import parse_size
-
-            changes["width"], changes["height"] = parse_size(args.size)
-        if args.n:
-            changes["n"] = args.n
-        changes["cache"] = not args.no_cache
+                raise UsageError(f"{args.entry!r} carries no ipyimagine recipe (it was not written by ipyimagine).")
         return self._show(lambda on_step: self.session.rerun(record, on_step=on_step, **changes))
 
     def _show(self, make, out: str | None = None):
@@ -190,76 +177,38 @@ class ImagineMagics(Magics):
         in_notebook = getattr(self.shell, "kernel", None) is not None
         progress = NotebookProgress() if in_notebook else TextProgress()
         try:
-            generation = make(progress.step)
+            with _one_line():
+                result = make(progress.step)
         except KeyboardInterrupt:
             progress.close()
             at = f" at step {progress.done} of {progress.total}" if progress.total else ""
-            raise UsageError(f"Interrupted{at}; nothing was rendered. The next cell runs as usual.") from None
-        except ImagineError as error:
+            raise UsageError(f"Interrupted{at}; nothing was kept. The next cell runs as usual.") from None
+        except BaseException:
             progress.close()
-            if _raise_errors():
-                raise
-            raise UsageError(str(error)) from None
+            raise
         if in_notebook:
-            progress.finish(generation)
+            progress.finish(result)
         else:
             progress.close()
-            display(generation)
-        if hasattr(generation, "generations"):  # a sweep: the grid and the first cell's caption
-            display({"text/html": html_caption(generation.generations[0])}, raw=True)
-        else:
-            display({"text/html": html_caption(generation)}, raw=True)
+            display(result)
+        caption = result.html_caption() if hasattr(result, "html_caption") else html_caption(result)
+        display({"text/html": caption}, raw=True)
         if out:
-            self.shell.user_ns[out] = generation
+            self.shell.user_ns[out] = result
 
 
-def _parser(prog: str):
-    """An argparse parser whose errors are one-line UsageErrors, like the magics' own."""
-    import argparse
+ImagineMagics.imagine.__doc__ = f"""Expand an idea into a detailed prompt and render it inline.
 
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):
-            raise UsageError(f"{prog}: {message}")
+Cell magic: the cell is the idea; `{{name}}` is filled from your variables (`{{{{` for a literal brace)::
 
-    return Parser(prog=prog, add_help=False)
+    %%imagine --seed 7 --steps 20
+    a red circle on the left on a blue background
 
+Options (values are read as a shell reads them: quote text with spaces, --negative "blurry text"):
+{help_table()}
+  --out NAME                   also store the result in the variable NAME
+  --interactive                show the interactive panel (sliders, editable prompt, Generate)
 
-class BackendsTable:
-    """What `%imagine backends` shows: each renderer and expander, can it run here, and why not."""
-
-    def __init__(self, session):
-        self.rows = []
-        for kind, group, load in (("renderer", registry.RENDERERS, session.renderer), ("expander", registry.EXPANDERS, session.expander)):
-            for name in sorted(registry.available(group)):
-                try:
-                    backend = load(name)
-                    why_not, about = backend.availability(), backend.describe()
-                except Exception as error:  # a broken third-party plugin must not break the list
-                    why_not, about = f"failed to load: {error}", ""
-                self.rows.append((kind, name, why_not is None, why_not or about))
-
-    def __repr__(self) -> str:
-        lines = [f"{'kind':9} {'name':10} {'ready':6} notes"]
-        lines += [f"{k:9} {n:10} {'yes' if ok else 'no':6} {text}" for k, n, ok, text in self.rows]
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        e = html.escape
-        rows = "".join(
-            f"<tr><td>{e(k)}</td><td><code>{e(n)}</code></td><td>{'✅' if ok else '❌'}</td><td style='text-align:left'>{e(t)}</td></tr>"
-            for k, n, ok, t in self.rows
-        )
-        return f"<table><tr><th>kind</th><th>name</th><th>ready</th><th>notes</th></tr>{rows}</table>"
-
-
-class StylesTable:
-    def __init__(self):
-        self.styles = builtin_styles()
-
-    def __repr__(self) -> str:
-        return "\n".join(f"{s.name:14} {s.prompt}" for s in self.styles.values())
-
-    def _repr_html_(self) -> str:
-        e = html.escape
-        rows = "".join(f"<tr><td><code>{e(s.name)}</code></td><td style='text-align:left'>{e(s.prompt)}</td></tr>" for s in self.styles.values())
-        return f"<table><tr><th>style</th><th>prompt</th></tr>{rows}</table>"
+Line magic: `%imagine history`, `%imagine rerun N`, `%imagine cache [clear]`, `%imagine backends`,
+`%imagine styles`, `%imagine help`. Defaults come from `%config Imagine` (e.g. `%config Imagine.steps = 30`).
+"""

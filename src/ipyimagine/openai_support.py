@@ -34,8 +34,13 @@ def host_of(base_url: str | None) -> str:
     """What records and messages show of a server: its host, never a path with tokens in it."""
     if not base_url:
         return "api.openai.com"
-    parsed = urlparse(base_url)
-    return parsed.netloc or base_url
+    try:
+        parsed = urlparse(base_url)
+        host = parsed.hostname
+        port = f":{parsed.port}" if parsed.port else ""
+    except ValueError:
+        return "the server"
+    return f"{host}{port}" if host else "the server"
 
 
 def configured(config) -> bool:

@@ -32,13 +32,15 @@ def quote(value) -> str:
 
 def infotext(record: dict, index: int = 0) -> str:
     """The `parameters` text for image `index` of a history entry."""
-    params = record.get("params", {})
+    params = record.get("params") or {}
     expander = record.get("expander") or {}
     width, height = params.get("width"), params.get("height")
+    guidance_kind = params.get("guidance_kind", "cfg")
+    guidance_key = {"cfg": "CFG scale", "distilled": "Distilled CFG scale"}.get(guidance_kind)
     pairs = {
         "Steps": params.get("steps"),
         "Sampler": SAMPLERS.get(params.get("scheduler"), params.get("scheduler")),
-        "CFG scale": params.get("guidance"),
+        guidance_key or "CFG scale": params.get("guidance") if guidance_key else None,
         "Seed": record["seeds"][index],
         "Size": f"{width}x{height}" if width and height else None,
         "Model hash": params.get("model_hash"),
@@ -83,7 +85,7 @@ def parse_infotext(text: str) -> dict:
 
 
 def png_info(record: dict, index: int = 0):
-    """A Pillow PngInfo with both chunks for image `index`."""
+    """A Pillow PngInfo with both chunks for image `index` (every PNG ipyimagine makes, inline ones included)."""
     from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()
@@ -93,15 +95,55 @@ def png_info(record: dict, index: int = 0):
     return info
 
 
-def save_png(image, path: Path, record: dict, index: int = 0) -> Path:
-    image.save(path, format="PNG", pnginfo=png_info(record, index))
+def save_png(image, path: Path, record: dict | None = None, index: int = 0) -> Path:
+    """Write a PNG carrying its recipe (the one path every saved PNG takes: cells, --save, CLI -o, grids)."""
+    from .display import png_bytes
+
+    return write_file(Path(path), png_bytes(image, record, index))
+
+
+def write_file(path: Path, data: bytes) -> Path:
+    """All or nothing: the bytes go to a temporary file beside `path`, renamed into place only when complete, so a
+    full disk leaves no 0-byte or half file. Raises OSError when it cannot."""
+    import os
+    import tempfile
+
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as f:
+            f.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
     return path
 
 
 def read_record(path) -> dict | None:
-    """The ipyimagine entry stored in a PNG, or None if it carries none."""
+    """The ipyimagine entry stored in a PNG, or None if it carries none. A PNG that cannot be read, or whose entry
+    is not one ipyimagine wrote, is a RequestError in one sentence (Pillow's size limits stay on)."""
     from PIL import Image
 
-    with Image.open(path) as image:
-        text = image.info.get("ipyimagine")
-    return json.loads(text) if text else None
+    from .errors import RequestError
+    from .notebook import record_problem
+
+    name = Path(str(path)).name
+    try:
+        with Image.open(path) as image:
+            text = image.info.get("ipyimagine")
+    except FileNotFoundError:
+        raise RequestError(f"There is no file {str(path)!r}; give an entry number from %imagine history or a PNG path.") from None
+    except Image.DecompressionBombError:
+        raise RequestError(f"{name} is too large to open safely (Pillow's decompression-bomb limit).") from None
+    except (OSError, ValueError, SyntaxError) as error:
+        raise RequestError(f"{name} is not a PNG that can be read ({type(error).__name__}).") from None
+    if not text:
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        raise RequestError(f"{name} carries an ipyimagine chunk that is not valid JSON.") from None
+    problem = record_problem(record)
+    if problem:
+        raise RequestError(f"{name} carries an ipyimagine entry that cannot be used: {problem}.")
+    return record

@@ -8,25 +8,42 @@ import time
 
 
 class TextProgress:
-    """`[#######.......] 7/20 steps  1.2 s` on one line of a terminal stream."""
+    """Progress on stderr: `[#######.......] 7/20 steps  1.2 s` redrawn on one line in a terminal, or a plain line
+    every tenth of the way when the stream is a file or a CI log (no carriage returns piling up)."""
 
     def __init__(self, stream=None, width: int = 30):
         self.stream = stream if stream is not None else sys.stderr
         self.width, self.started = width, time.perf_counter()
         self.done = self.total = 0
         self._drawn = False
+        self._last_tenth = -1
+        self.terminal = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def start(self, text: str) -> None:
+        """Say what happens before the first step (loading a model can take a while)."""
+        self.stream.write(f"ipyimagine: {text}…" + ("" if self.terminal else "\n"))
+        self.stream.flush()
+        self._drawn = self.terminal
 
     def step(self, done: int, total: int) -> None:
         self.done, self.total = done, total
-        filled = round(self.width * done / max(total, 1))
-        bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\r[{bar}] {done}/{total} steps  {time.perf_counter() - self.started:.1f} s")
+        elapsed = time.perf_counter() - self.started
+        if self.terminal:
+            filled = round(self.width * done / max(total, 1))
+            bar = "#" * filled + "." * (self.width - filled)
+            self.stream.write(f"\r[{bar}] {done}/{total} steps  {elapsed:.1f} s" + " " * 20)
+            self._drawn = True
+        else:
+            tenth = done * 10 // max(total, 1)
+            if tenth == self._last_tenth:
+                return
+            self._last_tenth = tenth
+            self.stream.write(f"step {done}/{total}  {elapsed:.1f} s\n")
         self.stream.flush()
-        self._drawn = True
 
     def close(self) -> None:
         if self._drawn:
-            self.stream.write("\r" + " " * (self.width + 40) + "\r")
+            self.stream.write("\r" + " " * (self.width + 60) + "\r")
             self.stream.flush()
 
 

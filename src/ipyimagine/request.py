@@ -6,100 +6,44 @@ that is too large is refused before a byte of model memory is spent.
 
 from __future__ import annotations
 
-import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, make_dataclass, replace
 from typing import Any
 
 from ._version import __version__
 from .errors import RequestError
 
-MAX_SEED = 2**32 - 1
-LIMITS = {
-    "steps": (1, 150),
-    "guidance": (0.0, 30.0),
-    "n": (1, 8),
-    "seed": (0, MAX_SEED),
-    "width": (8, 2048),
-    "candidates": (1, 8),
-    "height": (8, 2048),
-}
-MAX_PIXELS = 2048 * 2048  # per image
+from .params import MAX_PIXELS, MAX_SEED, OPTIONS, parse_size  # noqa: F401  (parse_size: public helper)
 
 
-def parse_size(size: str | tuple[int, int] | list[int]) -> tuple[int, int]:
-    """'512x768', '512', (512, 768) -> (width, height)."""
-    if isinstance(size, (tuple, list)) and len(size) == 2:
-        return int(size[0]), int(size[1])
-    text = str(size).strip().lower()
-    match = re.fullmatch(r"(\d+)\s*[x×*]\s*(\d+)", text) or re.fullmatch(r"(\d+)", text)
-    if not match:
-        raise RequestError(f"--size must look like 512x512 (width x height in pixels), got {size!r}.")
-    numbers = [int(g) for g in match.groups()]
-    return (numbers[0], numbers[-1])
+def _check(request) -> None:
+    """Every option checked by its row of the option table; messages name the flag as the user types it."""
+    if not isinstance(request.idea, str) or not request.idea.strip():
+        raise RequestError("The idea is empty: write what to picture, e.g. 'a lighthouse in a storm'.")
+    for opt in OPTIONS:
+        object.__setattr__(request, opt.name, opt.check(getattr(request, opt.name)))
+    if request.pick > request.candidates:
+        raise RequestError(f"--pick must be from 1 to --candidates ({request.candidates}), got {request.pick}.")
+    if request.width and request.height and request.width * request.height > MAX_PIXELS:
+        raise RequestError(f"--size {request.width}x{request.height} is larger than the limit of {MAX_PIXELS:,} pixels per image.")
 
 
-def _check_range(name: str, value, kind) -> None:
-    low, high = LIMITS[name]
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise RequestError(f"--{name} must be a number from {low} to {high}, got {value!r}.")
-    if not low <= value <= high:
-        raise RequestError(f"--{name} must be from {low} to {high}, got {value}.")
-
-
-@dataclass(frozen=True)
-class Request:
-    """What the user asked for. `None` means "use the configured default"; the session fills it in."""
-
-    idea: str
-    backend: str | None = None
-    model: str | None = None
-    expander: str | None = None
-    expand: bool = True
-    style: str | None = None
-    negative: str | None = None
-    steps: int | None = None
-    guidance: float | None = None
-    width: int | None = None
-    height: int | None = None
-    n: int = 1
-    seed: int | None = None
-    quality: str | None = None  # images APIs: low, medium, high, auto
-    base_url: str | None = None  # an OpenAI-compatible server for this request (Ollama, vLLM, ...)
-    candidates: int = 1  # expansions to write; the caption lists them all
-    pick: int = 1  # which candidate to render
-    cache: bool = True  # False: make it fresh, even if the cache has it
+class _RequestMethods:
+    """What every Request can do; its fields come from the option table (params.OPTIONS)."""
 
     def __post_init__(self):
-        if not isinstance(self.idea, str) or not self.idea.strip():
-            raise RequestError("The idea is empty: write what to picture, e.g. 'a lighthouse in a storm'.")
-        if self.steps is not None:
-            _check_range("steps", self.steps, int)
-        if self.guidance is not None:
-            if isinstance(self.guidance, int) and not isinstance(self.guidance, bool):
-                object.__setattr__(self, "guidance", float(self.guidance))
-            _check_range("guidance", self.guidance, float)
-        _check_range("n", self.n, int)
-        _check_range("candidates", self.candidates, int)
-        if not isinstance(self.pick, int) or not 1 <= self.pick <= self.candidates:
-            raise RequestError(f"--pick must be from 1 to --candidates ({self.candidates}), got {self.pick!r}.")
-        if self.seed is not None:
-            _check_range("seed", self.seed, int)
-        for name in ("width", "height"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            _check_range(name, value, int)
-            if value % 8:
-                raise RequestError(f"--{name} must be a multiple of 8, got {value} (try {max(8, round(value / 8) * 8)}).")
-        if self.width and self.height and self.width * self.height > MAX_PIXELS:
-            raise RequestError(f"--size {self.width}x{self.height} is larger than the limit of {MAX_PIXELS:,} pixels per image.")
+        _check(self)
 
     @classmethod
-    def from_options(cls, idea: str, size: str | tuple[int, int] | None = None, **options: Any) -> "Request":
-        """Build a Request from keyword options as the magic, CLI and `imagine()` spell them."""
-        unknown = set(options) - {f for f in cls.__dataclass_fields__}
-        if unknown:
-            raise RequestError(f"Unknown option {sorted(unknown)[0]!r}; the options are: {', '.join(sorted(cls.__dataclass_fields__))}, size.")
+    def from_options(cls, idea: str, size=None, **options: Any) -> "Request":
+        """A Request from keyword options as `imagine()`, the panel and rerun spell them (None: not set)."""
+        import difflib
+
+        fields = [o.name for o in OPTIONS]
+        for name in options:
+            if name not in fields:
+                close = difflib.get_close_matches(name, fields + ["size"], n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"the options are: {', '.join(fields)}, size."
+                raise RequestError(f"Unknown option {name!r}; {hint}")
         if size is not None:
             width, height = parse_size(size)
             if options.get("width") not in (None, width) or options.get("height") not in (None, height):
@@ -107,10 +51,50 @@ class Request:
             options.update(width=width, height=height)
         return cls(idea=idea, **{k: v for k, v in options.items() if v is not None})
 
+    def given(self) -> dict:
+        """The options the user set (differing from the table's defaults)."""
+        return {o.name: getattr(self, o.name) for o in OPTIONS if getattr(self, o.name) != o.default}
+
     def with_defaults(self, **defaults: Any) -> "Request":
         """A copy where every unset field takes the given default."""
         filled = {k: v for k, v in defaults.items() if getattr(self, k) is None and v is not None}
         return replace(self, **filled)
+
+
+Request = make_dataclass(
+    "Request",
+    [("idea", str)] + [(o.name, Any, field(default=o.default)) for o in OPTIONS],
+    bases=(_RequestMethods,),
+    frozen=True,
+    namespace={"__doc__": "What the user asked for: the idea and one field per row of the option table (None: not set).",
+               "__module__": __name__},
+)
+
+
+def public_url(url: str | None) -> str | None:
+    """What a record or message keeps of a server address: scheme, host and port (no user, password, path or query,
+    where tokens hide)."""
+    if not url:
+        return url
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(str(url))
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "[an unreadable URL]"
+    if not parts.scheme or not host:
+        return "[an unreadable URL]"
+    return f"{parts.scheme}://{host}{port}"
+
+
+def public_request(request) -> dict:
+    """The request as a record keeps it: plain data, server addresses without credentials."""
+    data = asdict(request)
+    data["base_url"] = public_url(data.get("base_url"))
+    data["sweep"] = list(data["sweep"]) if data.get("sweep") else None
+    return data
 
 
 @dataclass(frozen=True)
@@ -180,7 +164,7 @@ class Generation:
             "timings": dict(self.timings),
             "notes": list(self.notes),
             "candidates": [c.prompt for c in self.candidates],
-            "request": asdict(self.request),
+            "request": public_request(self.request),
             "version": __version__,
         }
 

@@ -1,9 +1,8 @@
-"""The one pipeline behind every face: request -> expand -> render -> record.
+"""The one pipeline behind every face: request -> resolve -> expand -> render -> record.
 
-The magic, the CLI and `imagine()` build a Request and call `Session.imagine`; nothing else
-makes pictures. The session keeps what should outlive a cell: the configuration, each
-renderer (and so each loaded model), the expansions already written (an LLM call is paid once:
-re-running a cell, or retrying after a failed render, reuses it), and this kernel's history.
+The magic, the panel, the CLI and `imagine()` build a Request and call `Session.run`; nothing else makes
+pictures. The session keeps what should outlive a cell: the configuration, each renderer (and so each loaded
+model), the expansions already written (an LLM call is paid once), and this kernel's history.
 """
 
 from __future__ import annotations
@@ -12,27 +11,18 @@ import random
 import threading
 import time
 import uuid
-import warnings
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import registry, userlog
+from . import registry
 from .cache import Cache, key_of
 from .config import Imagine
 from .errors import RequestError
-from .pngmeta import save_png
+from .params import MAX_SEED, from_record
 from .renderers import Rendered, RenderJob
-from .request import MAX_SEED, Expansion, Generation, Request
+from .request import Expansion, Generation, Request, public_url
 from .styles import get_style
-
-
-def save_pngs(generation: Generation, folder: Path) -> list[Path]:
-    """Write each image at full resolution with its recipe in the PNG (infotext + JSON entry)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    record = generation.record()
-    return [save_png(image, folder / f"{generation.id}-{seed}.png", record, i)
-            for i, (image, seed) in enumerate(zip(generation.images, generation.seeds))]
 
 
 def _cell_progress(on_step, index: int, cells: int):
@@ -63,56 +53,83 @@ class Session:
             self._expanders[name] = registry.load(registry.EXPANDERS, name)(self.config)
         return self._expanders[name]
 
-    def imagine(self, request: Request, on_step=None, cancelled=None, save_dir: str | None = None) -> Generation:
-        """Make the pictures a request asks for. `on_step(done, total)` reports progress;
-        `cancelled()` returning True stops the render at its next step; with `save_dir` (or
-        Imagine.save_dir) each image is also written there as a PNG carrying its recipe."""
-        started = time.perf_counter()
+    # ------------------------------------------------------------------ the faces call these
+    def run(self, request: Request, on_step=None, cancelled=None):
+        """A Generation, or a sweep's Grid when the request has --sweep."""
+        if request.sweep:
+            return self.sweep(request, on_step=on_step, cancelled=cancelled)
+        return self.imagine(request, on_step=on_step, cancelled=cancelled)
 
-        # 1. Fill in the configured defaults, and check everything that can fail before any model loads.
+    def filled(self, request: Request) -> Request:
+        """The request with the configured defaults where it says nothing, and 'auto' choices made."""
         defaults = self.config.request_defaults()
-        backend = self.config.resolve(request.backend or defaults["backend"], "diffusers")
-        model_owner = "diffusers" if defaults["backend"] == "auto" else defaults["backend"]
+        backend = self.config.resolve(request.backend or defaults["backend"] or "auto", "diffusers")
+        model_owner = "diffusers" if (defaults["backend"] or "auto") == "auto" else defaults["backend"]
         if backend != model_owner:
             defaults["model"] = None  # Imagine.model is the model of Imagine.backend, not of a backend a cell switched to
+        defaults = {k: v for k, v in defaults.items() if k not in ("expand", "cache")}  # booleans: the cell's own wins
         request = request.with_defaults(**defaults)
-        request = replace(
-            request,
-            backend=backend,
-            expander=self.config.resolve(request.expander, "template") if request.expand else None,
+        if not self.config.expand:
+            request = replace(request, expand=False)
+        if not self.config.cache:
+            request = replace(request, cache=False)
+        expander = self.config.resolve(request.expander or "auto", "template") if request.expand and not request.prompt else None
+        return replace(request, backend=backend, expander=expander)
+
+    def resolved_job(self, request: Request, prompt: str = "", negative: str = "", seeds: tuple[int, ...] = (0,)) -> RenderJob:
+        """The RenderJob for a filled request, as the backend resolves it (its own defaults in, unused settings out)."""
+        renderer = self.renderer(request.backend)
+        job = RenderJob(
+            prompt=prompt, negative_prompt=negative, model=request.model, width=request.width, height=request.height,
+            steps=request.steps, guidance=request.guidance, seeds=seeds, quality=request.quality, base_url=request.base_url,
         )
+        job = renderer.resolve(job)
+        if request.negative and not getattr(renderer, "takes_negative", True):
+            job = replace(job, notes=job.notes + (f"--negative has no effect with the {renderer.name} backend; it was not used.",))
+        return job
+
+    def recommended(self, request: Request) -> RenderJob:
+        """What a backend will use for a request's unset settings (the panel's starting values)."""
+        return self.resolved_job(self.filled(request))
+
+    def imagine(self, request: Request, on_step=None, cancelled=None, save_dir: str | None = None) -> Generation:
+        """Make the pictures a request asks for. `on_step(done, total)` reports progress; `cancelled()` returning
+        True stops the render at its next step."""
+        started = time.perf_counter()
+
+        # 1. Fill in the configured defaults; check everything that can fail before a model loads.
+        request = self.filled(request)
         style = get_style(request.style) if request.style else None
         renderer = self.renderer(request.backend)
-        expander = self.expander(request.expander) if request.expand else None
+        expander = self.expander(request.expander) if request.expander else None
 
         # 2. Choose the seed now, so it is always recorded; image i gets seed + i.
         seed = request.seed if request.seed is not None else random.SystemRandom().randrange(MAX_SEED)
         request = replace(request, seed=seed)
         seeds = tuple((seed + i) % (MAX_SEED + 1) for i in range(request.n))
 
-        # 3. Expand the idea (or take it as written), then apply the style preset and the user's negative prompt.
+        # 3. Expand the idea (or take the prompt as given), then apply the style preset and the user's negative prompt.
         if expander is not None:
             candidates = tuple(self._expand(expander, request, variant) for variant in range(request.candidates))
             expansion = candidates[request.pick - 1]
         else:
-            candidates, expansion = (), Expansion(prompt=request.idea.strip(), expander="none")
+            candidates, expansion = (), Expansion(prompt=(request.prompt or request.idea).strip(), expander="none")
         prompt, negative = expansion.prompt, expansion.negative_prompt
         if style is not None:
             prompt, negative = style.apply(prompt, negative)
         if request.negative:
             negative = ", ".join(p for p in (negative, request.negative) if p)
-        expansion = replace(expansion, prompt=prompt, negative_prompt=negative)
         expanded_at = time.perf_counter()
 
-        # 4. Render the images the cache does not have.
-        job = RenderJob(
-            prompt=prompt, negative_prompt=negative, model=request.model, width=request.width, height=request.height,
-            steps=request.steps, guidance=request.guidance, seeds=seeds, quality=request.quality, base_url=request.base_url,
-        )
-        rendered = self._render(renderer, job, request.cache, on_step, cancelled)
+        # 4. The backend resolves its defaults: the cache key and the record are made from what will really be used.
+        job = self.resolved_job(request, prompt, negative, seeds)
+        expansion = replace(expansion, prompt=prompt, negative_prompt=job.negative_prompt)
+
+        # 5. Render the images the cache does not have.
+        rendered, cache_notes = self._render(renderer, job, request.cache, on_step, cancelled)
         finished = time.perf_counter()
 
-        # 5. Record.
+        # 6. Record.
         generation = Generation(
             request=request,
             expansion=expansion,
@@ -120,81 +137,103 @@ class Session:
             seeds=seeds,
             backend=renderer.name,
             model=rendered.model,
-            params=rendered.params,
+            params={**rendered.params, "base_url": public_url(job.base_url)} if job.base_url else rendered.params,
             timings={
                 "expand": round(expanded_at - started, 4),
                 "load": round(rendered.load_seconds, 4),
                 "render": round(finished - expanded_at - rendered.load_seconds, 4),
                 "total": round(finished - started, 4),
             },
-            notes=tuple(n for n in [expansion.details.get("note"), *rendered.notes] if n),
+            notes=tuple(dict.fromkeys(n for n in [expansion.details.get("note"), *job.notes, *rendered.notes, *cache_notes] if n)),
             candidates=candidates if len(candidates) > 1 else (),
             id=uuid.uuid4().hex[:10],
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
+        return self._keep(generation, save_dir or request.save)
+
+    def _keep(self, generation: Generation, save_dir: str | None) -> Generation:
+        """History, the user log and --save: each write that fails costs a note, never the picture."""
+        from . import userlog
+        from .pngmeta import save_png
+
+        notes = list(generation.notes)
+        files = []
+        if save_dir:
+            folder = Path(save_dir).expanduser()
+            record = generation.record()
+            for i, (image, seed) in enumerate(zip(generation.images, generation.seeds)):
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    files.append(str(save_png(image, folder / f"{generation.id}-{seed}.png", record, i)))
+                except OSError as error:
+                    notes.append(f"The picture was not written to {save_dir!r} ({error.strerror or type(error).__name__}).")
+                    break
+        generation = replace(generation, files=tuple(files), notes=tuple(notes))
         self.history.append(generation)
         if self.config.log:
             try:
                 userlog.log_record(generation.record())
             except Exception as error:  # the log must never cost the user the picture
-                warnings.warn(f"ipyimagine: could not write the history log ({error}); the picture is fine.", stacklevel=2)
-        save_dir = save_dir or self.config.save_dir
-        if save_dir:
-            generation = replace(generation, files=tuple(str(p) for p in save_pngs(generation, Path(save_dir).expanduser())))
-            self.history[-1] = generation
+                generation = replace(generation, notes=generation.notes + (f"Not logged: {_reason(error)}; the picture is fine.",))
+                self.history[-1] = generation
         return generation
 
     def expansions(self, request: Request) -> list[Expansion]:
         """The candidate prompts for a request (as many as request.candidates), without rendering."""
-        request = request.with_defaults(**self.config.request_defaults())
-        name = self.config.resolve(request.expander, "template")
-        expander = self.expander(name)
-        return [self._expand(expander, replace(request, expander=name), variant) for variant in range(request.candidates)]
+        request = self.filled(replace(request, expand=True, prompt=None))
+        expander = self.expander(request.expander)
+        return [self._expand(expander, request, variant) for variant in range(request.candidates)]
 
-    def sweep(self, request: Request, sweeps: list[str], on_step=None, cancelled=None, save_dir: str | None = None):
+    def sweep(self, request: Request, on_step=None, cancelled=None):
         """One generation per value (or pair of values) of the swept settings, shown as a labelled grid."""
         from .sweep import Grid, apply, plan
 
-        x, y = plan(sweeps)
+        x, y = plan(list(request.sweep))
         if request.n != 1:
             raise RequestError("A sweep makes one picture per cell; leave out -n.")
         if request.seed is None:  # every cell gets the same seed, so only the swept settings differ
             request = replace(request, seed=random.SystemRandom().randrange(MAX_SEED))
-        cells = [(vx, vy) for vy in (y.values if y else [None]) for vx in x.values]
-        generations = []
-        for index, (vx, vy) in enumerate(cells):
-            cell = apply(request, x, vx)
-            if y:
-                cell = apply(cell, y, vy)
-            generations.append(self.imagine(cell, on_step=_cell_progress(on_step, index, len(cells)), cancelled=cancelled, save_dir=save_dir))
-        grid = Grid(generations, x, y)
-        if save_dir or self.config.save_dir:
-            grid.save(save_dir or self.config.save_dir)
+        base = replace(request, sweep=None)
+        cells = []
+        for vy in (y.values if y else [None]):
+            for vx in x.values:
+                cell = apply(base, x, vx)
+                cells.append(apply(cell, y, vy) if y else cell)  # every cell is checked before the first one renders
+        started = time.perf_counter()
+        generations = [self.imagine(cell, on_step=_cell_progress(on_step, i, len(cells)), cancelled=cancelled)
+                       for i, cell in enumerate(cells)]
+        grid = Grid(generations, x, y, seconds=time.perf_counter() - started)
+        if request.save:
+            try:
+                grid.save(request.save)
+            except OSError as error:
+                grid.notes.append(f"The grid was not written to {request.save!r} ({error.strerror or type(error).__name__}).")
         return grid
 
-    def rerun(self, record: dict, on_step=None, cancelled=None, save_dir: str | None = None, **changes) -> Generation:
-        """Make a history entry again: its rendered prompt as it was (no new expansion), its settings and
-        seed. Keyword `changes` (seed=9, steps=30, ...) remix it."""
-        params = record.get("params", {})
-        seeds = record.get("seeds") or [None]
-        values = dict(
-            idea=record["prompt"], expand=False, negative=record.get("negative_prompt") or None,
-            backend=record.get("backend"), model=record.get("model"), steps=params.get("steps"),
-            guidance=params.get("guidance"), width=params.get("width"), height=params.get("height"),
-            quality=params.get("quality"), n=len(seeds), seed=seeds[0],
-        )
+    def rerun(self, record: dict, on_step=None, cancelled=None, **changes) -> Generation:
+        """Make a history entry again: its rendered prompt as it was (no new expansion), its settings and seed.
+        The idea stays the entry's idea. Keyword `changes` (seed=9, steps=30, ...) remix it."""
+        values = from_record(record)
+        values.update(style=None, expand=False)  # the recorded prompt already holds the expansion and the style
+        params = record.get("params") or {}
+        if params.get("base_url") and not changes.get("base_url"):
+            configured = public_url(self.config.openai_base_url)
+            if configured != params["base_url"]:
+                raise RequestError(f"This entry was made through {params['base_url']}; give --openai-base-url with that "
+                                   "server's full address to make it again.")
         values.update({k: v for k, v in changes.items() if v is not None})
-        return self.imagine(Request.from_options(**values), on_step=on_step, cancelled=cancelled, save_dir=save_dir)
+        return self.imagine(Request.from_options(record.get("idea") or values["prompt"], **values),
+                            on_step=on_step, cancelled=cancelled)
 
     def cache(self) -> Cache:
         return Cache(max_bytes=self.config.cache_size_mb * 2**20)
 
     def _expand(self, expander, request: Request, variant: int) -> Expansion:
         """An expansion, from this session or the cache when the same one was written before."""
-        settings = {k: v for k, v in self.config.trait_values().items() if k.startswith(("expander_", "openai_base"))}
+        settings = {name: getattr(self.config, name, None) for name in getattr(expander, "settings", ())}
         key = key_of("expansion", dict(expander=expander.name, idea=request.idea, style=request.style, variant=variant,
                                        base_url=request.base_url, settings=settings))
-        use_cache = request.cache and self.config.cache
+        use_cache = request.cache
         if use_cache and key in self._expansions:
             return self._expansions[key]
         stored = self.cache().get_json(key) if use_cache else None
@@ -202,35 +241,40 @@ class Session:
             expansion = Expansion(**stored)
         else:
             expansion = expander.expand(request.idea, style=request.style, variant=variant, base_url=request.base_url)
-            if self.config.cache:
-                self.cache().put_json(key, asdict(expansion))
+            self.cache().put_json(key, asdict(expansion))  # a failed write costs nothing here: the prompt is in hand
         self._expansions[key] = expansion
         return expansion
 
-    def _render(self, renderer, job: RenderJob, use_cache: bool, on_step, cancelled) -> Rendered:
-        """Images from the cache where it has them (one entry per seed), the rest from the renderer."""
-        if not self.config.cache:
-            with self._render_lock:
-                return renderer.render(job, on_step=on_step, cancelled=cancelled)
+    def _render(self, renderer, job: RenderJob, use_cache: bool, on_step, cancelled) -> tuple[Rendered, list[str]]:
+        """Images from the cache where it has them (one entry per seed), the rest from the renderer; and a note for
+        each thing the cache could not keep."""
         cache = self.cache()
         fingerprint = getattr(renderer, "fingerprint", lambda model: model)(job.model)
-        identity = dict(asdict(job), seeds=None, backend=renderer.name, fingerprint=fingerprint, device=self.config.device)
+        identity = dict(job.identity(), backend=renderer.name, fingerprint=fingerprint, device=self.config.device)
         keys = {seed: key_of("image", dict(identity, seed=seed)) for seed in job.seeds}
         found = {seed: cache.get_image(keys[seed]) for seed in job.seeds} if use_cache else {}
         missing = tuple(seed for seed in job.seeds if found.get(seed) is None)
+        notes: list[str] = []
         if missing:
             with self._render_lock:
                 fresh = renderer.render(replace(job, seeds=missing), on_step=on_step, cancelled=cancelled)
             about = {"model": fresh.model, "params": fresh.params, "notes": fresh.notes}
             for seed, image in zip(missing, fresh.images):
-                cache.put_image(keys[seed], image, about)
+                problem = cache.put_image(keys[seed], image, about)
+                if problem and not notes:
+                    notes.append(f"The picture is fine; {problem}.")
                 found[seed] = (image, about)
         else:
             fresh, about = None, found[job.seeds[0]][1]
-        return Rendered(
+        rendered = Rendered(
             images=[found[seed][0] for seed in job.seeds],
             model=about["model"],
             params={**about["params"], "cached_images": len(job.seeds) - len(missing)},
             notes=list(about["notes"]),
             load_seconds=fresh.load_seconds if fresh else 0.0,
         )
+        return rendered, notes
+
+
+def _reason(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:160]

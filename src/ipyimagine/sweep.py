@@ -49,13 +49,15 @@ def _expand_range(text: str, kind) -> list:
     start, end = kind(start), kind(end)
     if count:
         n = int(count)
-        if n < 1:
-            raise RequestError(f"--sweep range {text!r}: [n] must be at least 1.")
+        if not 1 <= n <= MAX_CELLS:
+            raise RequestError(f"--sweep range {text!r}: [n] must be from 1 to {MAX_CELLS}.")
         values = [start + (end - start) * i / max(n - 1, 1) for i in range(n)]
         return [int(v) if kind is int else round(v, 4) for v in values]  # the web UI truncates, as numpy astype(int)
     step = kind(step) if step else kind(1)
     if step <= 0:
         raise RequestError(f"--sweep range {text!r}: the step must be positive.")
+    if abs(end - start) / step + 1 > MAX_CELLS:  # refused before a value is made: seed=0-4294967295 is 4 billion
+        raise RequestError(f"--sweep range {text!r} makes more than {MAX_CELLS} values; the limit is {MAX_CELLS} pictures.")
     values, value = [], start
     while (value <= end) if start <= end else (value >= end):
         values.append(round(value, 4) if kind is float else value)
@@ -137,9 +139,37 @@ def apply(request, axis: Axis, value):
 class Grid:
     """A finished sweep: its generations in row order, shown as one labelled picture."""
 
-    def __init__(self, generations: list, x: Axis, y: Axis | None):
-        self.generations, self.x, self.y = generations, x, y
+    def __init__(self, generations: list, x: Axis, y: Axis | None, seconds: float = 0.0):
+        self.generations, self.x, self.y, self.seconds = generations, x, y, seconds
+        self.notes: list[str] = []
         self.image = labelled_grid([g.image for g in generations], x, y)
+
+    @property
+    def id(self) -> str:
+        return self.generations[0].id
+
+    def describe(self) -> str:
+        """The grid in one line: axes, their values, how many pictures, how long."""
+        axes = [f"{self.x.label} ({', '.join(map(str, self.x.values))})"]
+        if self.y:
+            axes.append(f"{self.y.label} ({', '.join(map(str, self.y.values))})")
+        cached = sum(1 for g in self.generations if g.params.get("cached_images"))
+        timing = "all from the cache" if cached == len(self.generations) else f"{self.seconds:.1f} s"
+        return f"sweep of {' × '.join(axes)}: {len(self.generations)} pictures, {timing}"
+
+    def caption(self) -> str:
+        first = self.generations[0]
+        lines = [f"idea: {first.idea.strip()}", self.describe()]
+        return "\n".join(lines + [f"note: {n}" for n in self.notes])
+
+    def html_caption(self) -> str:
+        import html
+
+        e = html.escape
+        first = self.generations[0]
+        notes = "".join(f"<div style='color:#a60'>{e(n)}</div>" for n in self.notes)
+        return (f"<div class='ipyimagine-caption' style='font-size:0.9em;line-height:1.4'><b>{e(first.idea.strip())}</b>"
+                f"<div style='color:#666'>{e(self.describe())} · {e(first.backend)} · {e(str(first.model))}</div>{notes}</div>")
 
     def axes(self) -> dict:
         found = {"x_type": self.x.label, "x_values": list(self.x.values)}
@@ -153,30 +183,38 @@ class Grid:
     def _repr_mimebundle_(self, include=None, exclude=None):
         import base64
 
-        from .display import png_bytes
+        from .display import thumbnail_b64
+        from .notebook import output_metadata
 
-        axes = f"{self.x.label} × {self.y.label}" if self.y else self.x.label
-        data = {"image/png": base64.b64encode(png_bytes(self.image)).decode("ascii"),
-                "text/plain": f"sweep of {axes}: {len(self.generations)} pictures of {self.generations[0].idea.strip()!r}"}
-        return data, {"image/png": {"width": self.image.width, "height": self.image.height}, "ipyimagine-grid": self.record()}
+        data = {"image/png": base64.b64encode(self.png()).decode("ascii"), "text/plain": self.caption()}
+        thumbnails = [thumbnail_b64(g.image, 32) for g in self.generations]
+        metadata = output_metadata("grid", [g.record() for g in self.generations], thumbnails, **self.axes())
+        return data, {"image/png": {"width": self.image.width, "height": self.image.height}, **metadata}
 
-    def save(self, folder):
-        """The grid as a PNG whose infotext carries its axes (the web UI's X Type / X Values keys)."""
-        from pathlib import Path
+    def png(self) -> bytes:
+        """The grid as PNG bytes whose infotext carries its axes (the web UI's X Type / X Values keys)."""
+        import io
+        import json
 
         from PIL.PngImagePlugin import PngInfo
 
         from .pngmeta import infotext, quote
 
-        folder = Path(folder).expanduser()
-        folder.mkdir(parents=True, exist_ok=True)
         axes = ", ".join(f"{k.replace('_', ' ').title()}: {quote(', '.join(map(str, v)) if isinstance(v, list) else v)}"
                          for k, v in self.axes().items())
         info = PngInfo()
         info.add_text("parameters", infotext(self.generations[0].record()) + ", " + axes)
-        import json
-
         info.add_text("ipyimagine-grid", json.dumps(self.record(), ensure_ascii=False))
-        path = folder / f"grid-{self.generations[0].id}.png"
-        self.image.save(path, pnginfo=info)
-        return path
+        buffer = io.BytesIO()
+        self.image.save(buffer, format="PNG", pnginfo=info)
+        return buffer.getvalue()
+
+    def save(self, folder):
+        """Write the grid PNG into `folder` (all or nothing); raises OSError when it cannot."""
+        from pathlib import Path
+
+        from .pngmeta import write_file
+
+        folder = Path(folder).expanduser()
+        folder.mkdir(parents=True, exist_ok=True)
+        return write_file(folder / f"grid-{self.generations[0].id}.png", self.png())

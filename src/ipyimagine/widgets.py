@@ -1,10 +1,13 @@
-"""The interactive panel: sliders, an editable prompt, progress, and this panel's earlier results.
+"""The interactive panel: controls made from the option table, an editable prompt, progress, earlier results.
 
-A face over the same Session as the magic: it turns control values into a Request and shows
-the Generation. Rendering runs in one worker thread per panel, so the notebook stays responsive;
-a new request while one runs cancels the old one at its next step (the latest settings win),
-and a stale result never replaces a newer one. Worker threads only set widget traits (no
-print/display from threads: ipykernel routes those unreliably).
+A face over the same Session as the magic. The panel keeps the Request it was opened with (so every option of
+the cell, its server, expander, quality or --save included, applies to every render) and replaces only the
+fields its controls show. Rendering runs in one worker thread per panel, so the notebook stays responsive; a new
+request while one runs cancels the old one at its next step (the latest settings win), and a stale result never
+replaces a newer one. Worker threads only set widget traits and update display handles.
+
+Under the widget, the latest picture is also an ordinary output (image/png with its caption and history entry),
+updated in place, so a reopened, exported or GitHub-rendered notebook shows it and `%imagine history` lists it.
 
     panel = ipyimagine.panel("a red circle on the left on a blue background", steps=20)
     panel.controls["steps"].value = 30; panel.wait(); panel.result.image
@@ -12,134 +15,165 @@ print/display from threads: ipykernel routes those unreliably).
 
 from __future__ import annotations
 
-import base64
 import html
 import random
 import threading
 import time
-from functools import lru_cache
+from dataclasses import replace
 
 from .errors import Cancelled, ImagineError
-from .request import MAX_SEED, Expansion, Request
+from .params import OPTIONS, Option
+from .request import Expansion, Request
 from .styles import builtin_styles
 
 THUMB = 72
+NO_STYLE = "(none)"
+LABELS = {"n": "images", "expand": "raw: render the idea as typed"}
+WIDE = "99%"
+NARROW = "340px"
 
 
-def _png(image) -> bytes:
-    from .display import png_bytes
+def _control(opt: Option, value):
+    """The widget for one option of the table, with the table's bounds."""
+    import ipywidgets as w
 
-    return png_bytes(image)
-
-
-def _initial_guidance(defaults: dict, config) -> float:
-    """Where the guidance slider starts: the cell's value, the configured one, else what the model recommends."""
-    if defaults.get("guidance") is not None:
-        return defaults["guidance"]
-    if config.guidance >= 0:
-        return config.guidance
-    from .renderers.diffusers_pipeline import DiffusersRenderer
-
-    return DiffusersRenderer(config).default_guidance(defaults.get("model") or config.model or None)
+    label = LABELS.get(opt.name, opt.name)
+    common = dict(description=label, tooltip=opt.help, style={"description_width": "72px"})
+    if opt.panel == "slider" and opt.kind is int:
+        step = opt.multiple_of or 1
+        high = min(int(opt.high), 1024) if opt.multiple_of else int(opt.high)
+        return w.IntSlider(value=value, min=int(opt.low), max=max(high, value), step=step, continuous_update=False,
+                           layout=w.Layout(width=NARROW), **common)
+    if opt.panel == "slider":
+        return w.FloatSlider(value=value, min=opt.low, max=opt.high, step=0.5, continuous_update=False,
+                             layout=w.Layout(width=NARROW), **common)
+    if opt.panel == "seed":
+        return w.BoundedIntText(value=value, min=int(opt.low), max=int(opt.high), continuous_update=False,
+                                layout=w.Layout(width="200px"), **common)
+    if opt.panel == "checkbox":
+        return w.Checkbox(value=not value if opt.switch is False else value, description=label, indent=False)
+    if opt.panel == "dropdown":
+        return w.Dropdown(options=[NO_STYLE] + sorted(builtin_styles()), value=value or NO_STYLE,
+                          layout=w.Layout(width=NARROW), **common)
+    width = WIDE if opt.name == "negative" else NARROW
+    return w.Text(value=value or "", placeholder="(the default)", continuous_update=False, layout=w.Layout(width=width), **common)
 
 
 class Panel:
     """The panel object scripts and tests use: `controls`, `generate_button`, `result`, `wait()`, `widget`."""
 
-    def __init__(self, session, idea: str = "", **defaults):
+    def __init__(self, session, request: Request, idea: str | None = None):
         import ipywidgets as w
 
         self.session = session
-        config = session.config
+        self._base = request
         self._lock = threading.Lock()
         self._token = 0  # bumped by every new request; a render whose token is stale stops and is dropped
-        self._wanted: Request | None = None
+        self._wanted = None
         self._running = False
         self._idle = threading.Event()
         self._idle.set()
         self._cancel_requested = False
+        self._shown_prompt = ""
         self.result = None
         self.error: str | None = None
         self.history: list = []  # this panel's generations, oldest first
         self.last_seconds: float | None = None  # request to finished picture, for the latest render
-        self._handle = self._parent = self._shell = None
+        self._handles = None
+        self._parent = self._shell = None
 
-        styles = ["(none)"] + sorted(builtin_styles())
-        slider = dict(continuous_update=False, style={"description_width": "70px"}, layout=w.Layout(width="330px"))
-        self.controls = {
-            "idea": w.Textarea(value=idea, description="idea", layout=w.Layout(width="99%", height="48px")),
-            "prompt": w.Textarea(value="", placeholder="the expanded prompt appears here; edit it and press Generate",
-                                 description="prompt", layout=w.Layout(width="99%", height="64px")),
-            "negative": w.Text(value=defaults.get("negative") or "", placeholder="what the picture should not show",
-                               description="negative", continuous_update=False, layout=w.Layout(width="99%")),
-            "raw": w.Checkbox(value=not defaults.get("expand", True), description="raw: render the idea as typed", indent=False),
-            "steps": w.IntSlider(value=defaults.get("steps") or config.steps, min=1, max=150, description="steps", **slider),
-            "guidance": w.FloatSlider(value=_initial_guidance(defaults, config), min=0, max=30, step=0.5, description="guidance", **slider),
-            "seed": w.BoundedIntText(value=defaults.get("seed") if defaults.get("seed") is not None else random.randrange(MAX_SEED),
-                                     min=0, max=MAX_SEED, description="seed", continuous_update=False,
-                                     style={"description_width": "70px"}, layout=w.Layout(width="190px")),
-            "width": w.IntSlider(value=defaults.get("width") or config.width or 64, min=8, max=1024, step=8, description="width", **slider),
-            "height": w.IntSlider(value=defaults.get("height") or config.height or 64, min=8, max=1024, step=8, description="height", **slider),
-            "n": w.IntSlider(value=defaults.get("n") or 1, min=1, max=8, description="images", **slider),
-            "style": w.Dropdown(options=styles, value=defaults.get("style") or "(none)", description="style",
-                                style={"description_width": "70px"}, layout=w.Layout(width="330px")),
-            "backend": w.Text(value=defaults.get("backend") or config.backend, description="backend", continuous_update=False,
-                              style={"description_width": "70px"}, layout=w.Layout(width="330px")),
-            "model": w.Text(value=defaults.get("model") or config.model, placeholder="(the backend's default)", description="model",
-                            continuous_update=False, style={"description_width": "70px"}, layout=w.Layout(width="330px")),
-            "auto": w.Checkbox(value=True, description="render when a control changes", indent=False),
-        }
-        self.candidates = w.Dropdown(options=[], description="candidates", layout=w.Layout(width="99%", display="none"))
+        start = self._starting_values(request)
+        self.controls = {opt.name: _control(opt, start[opt.name]) for opt in OPTIONS if opt.panel}
+        self.controls["idea"] = w.Textarea(value=request.idea if idea is None else idea, description="idea",
+                                           layout=w.Layout(width=WIDE, height="48px"))
+        self.controls["prompt"] = w.Textarea(value=request.prompt or "", placeholder="the prompt appears here after a render; "
+                                             "edit it and press Generate to render it as written",
+                                             description="prompt", layout=w.Layout(width=WIDE, height="64px"))
+        self.controls["auto"] = w.Checkbox(value=True, description="render when a control changes", indent=False)
+        self.candidates = w.Dropdown(options=[], description="candidates", layout=w.Layout(width=WIDE, display="none"))
         self.generate_button = w.Button(description="Generate", button_style="primary", icon="paint-brush")
         self.expand_button = w.Button(description="Expand", tooltip="write the prompt again (three candidates to pick from)")
-        self.random_seed_button = w.Button(description="random", tooltip="a new random seed", layout=w.Layout(width="76px"))
+        self.random_seed_button = w.Button(description="random", tooltip="a new random seed", layout=w.Layout(width="80px"))
         self.last_seed_button = w.Button(description="last", tooltip="the seed of the latest result", layout=w.Layout(width="60px"))
         self.cancel_button = w.Button(description="Cancel", icon="stop", disabled=True)
         self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="240px"))
         self.status = w.Label(value="")
         self.message = w.HTML(value="")
-        self.image = w.Image(format="png", layout=w.Layout(width="256px"))
-        self.caption = w.HTML(value="")
+        self.image = w.Image(format="png", layout=w.Layout(width="256px", height="256px", object_fit="contain"))
+        self.caption = w.HTML(value="", layout=w.Layout(width="100%"))
         self.strip = w.HBox([], layout=w.Layout(flex_flow="row wrap"))
 
         c = self.controls
         settings = w.VBox([c["steps"], c["guidance"], w.HBox([c["seed"], self.random_seed_button, self.last_seed_button]),
-                           c["width"], c["height"], c["n"], c["style"], c["backend"], c["model"]])
-        self.widget = PanelBox([
-            c["idea"], w.HBox([self.expand_button, c["raw"]]), self.candidates, c["prompt"], c["negative"],
-            w.HBox([settings, w.VBox([self.image, self.caption], layout=w.Layout(align_items="flex-start"))]),
+                           c["width"], c["height"], c["n"], c["style"], c["backend"], c["model"]],
+                          layout=w.Layout(flex="0 0 auto"))
+        picture = w.VBox([self.image], layout=w.Layout(flex="0 0 auto", min_width="260px"))
+        self.widget = w.VBox([
+            c["idea"], w.HBox([self.expand_button, c["expand"]]), self.candidates, c["prompt"], c["negative"],
+            w.HBox([settings, picture], layout=w.Layout(flex_flow="row wrap")), self.caption,
             w.HBox([self.generate_button, self.cancel_button, c["auto"], self.progress, self.status]),
             self.message, self.strip,
-        ], panel=self, layout=w.Layout(align_items="stretch"))
+        ], layout=w.Layout(align_items="stretch"))
 
         self.generate_button.on_click(lambda _: self.generate())
         self.cancel_button.on_click(lambda _: self.cancel())
         self.expand_button.on_click(lambda _: self.expand(candidates=3))
-        self.random_seed_button.on_click(lambda _: setattr(c["seed"], "value", random.randrange(MAX_SEED)))
+        self.random_seed_button.on_click(lambda _: setattr(c["seed"], "value", random.randrange(int(c["seed"].max))))
         self.last_seed_button.on_click(lambda _: self.result and setattr(c["seed"], "value", self.result.seed))
         self.candidates.observe(self._pick_candidate, names="value")
-        for name in ("steps", "guidance", "seed", "width", "height", "n", "style", "raw", "negative"):
+        for name in ("steps", "guidance", "seed", "width", "height", "n", "style", "expand", "negative"):
             c[name].observe(self._changed, names="value")
+        self._show_capabilities()
+
+    def _starting_values(self, request: Request) -> dict:
+        """Each control's first value: the request's, else what the session says the backend will use."""
+        job = self.session.recommended(request)
+        values = {opt.name: getattr(request, opt.name) for opt in OPTIONS if opt.panel}
+        filled = self.session.filled(request)
+        values.update(backend=request.backend or filled.backend, model=request.model or job.model,
+                      style=request.style or filled.style, negative=request.negative or filled.negative)
+        values["steps"] = values["steps"] or job.steps or 20
+        values["guidance"] = values["guidance"] if values["guidance"] is not None else (job.guidance if job.guidance is not None else 0.0)
+        values["width"] = values["width"] or job.width or 512
+        values["height"] = values["height"] or job.height or values["width"]
+        values["seed"] = values["seed"] if values["seed"] is not None else random.SystemRandom().randrange(2**32 - 1)
+        values["expand"] = filled.expand
+        return values
+
+    def _show_capabilities(self) -> None:
+        """Grey out what the backend does not use (the images API takes no steps or guidance)."""
+        try:
+            renderer = self.session.renderer(self.session.filled(self.request()).backend)
+        except Exception:  # an unknown backend is reported when Generate is pressed
+            return
+        self.controls["steps"].disabled = not getattr(renderer, "takes_steps", True)
+        self.controls["guidance"].disabled = not getattr(renderer, "takes_guidance", True)
 
     # ------------------------------------------------------------------ what the controls ask for
     def request(self) -> Request:
+        """The panel's request: the one it was opened with, with the controls' values."""
         c = self.controls
+        values = {}
+        for opt in OPTIONS:
+            if not opt.panel:
+                continue
+            value = c[opt.name].value
+            if opt.name == "expand":
+                value = not value
+            elif opt.kind is float:
+                value = float(value)
+            elif opt.kind is str:
+                value = None if value in ("", NO_STYLE) else value
+            values[opt.name] = value
         prompt = c["prompt"].value.strip()
-        raw = c["raw"].value or bool(prompt)  # an edited prompt is rendered as written
-        return Request.from_options(
-            prompt if prompt and not c["raw"].value else c["idea"].value,
-            expand=not raw, steps=c["steps"].value, guidance=float(c["guidance"].value), seed=c["seed"].value,
-            width=c["width"].value, height=c["height"].value, n=c["n"].value,
-            style=None if c["style"].value == "(none)" else c["style"].value, negative=c["negative"].value or None,
-            backend=c["backend"].value or None, model=c["model"].value or None,
-        )
+        edited = prompt and prompt != self._shown_prompt  # an edited prompt is rendered as written
+        values["prompt"] = prompt if edited else None
+        return replace(self._base, idea=c["idea"].value or self._base.idea, **values)
 
     def expand(self, candidates: int = 1) -> list[Expansion]:
         """Write the prompt from the idea (with several candidates to pick from when asked)."""
-        request = Request.from_options(self.controls["idea"].value, candidates=candidates,
-                                       style=None if self.controls["style"].value == "(none)" else self.controls["style"].value)
         try:
-            found = self.session.expansions(request)
+            found = self.session.expansions(replace(self.request(), candidates=candidates, pick=1))
         except ImagineError as error:
             self._show_error(str(error))
             return []
@@ -180,6 +214,12 @@ class Panel:
         with self._lock:
             self._cancel_requested = True
             self._wanted = None
+
+    def close(self) -> None:
+        """Stop any render and close the widgets (Kernel → Interrupt while the panel waits, or a closed panel)."""
+        self.cancel()
+        self.wait(timeout=30)
+        self.widget.close()
 
     def wait(self, timeout: float | None = 600) -> bool:
         """Block until no render is in flight; True if idle."""
@@ -232,36 +272,29 @@ class Panel:
             self.status.value = f"step {done} of {total}"
 
     def _show(self, generation, seconds: float) -> None:
-        from .display import grid, html_caption
+        from .display import grid, html_caption, png_bytes
 
         self.result, self.error, self.last_seconds = generation, None, seconds
         self.history.append(generation)
-        self.image.value = _png(grid(generation.images))
+        self.image.value = png_bytes(grid(generation.images))
         self.caption.value = html_caption(generation)
         self.status.value = f"done in {seconds:.1f} s"
+        self._shown_prompt = generation.prompt
+        self.controls["prompt"].value = generation.prompt  # the prompt used, ready to edit
         self._add_thumbnail(generation)
-        self._refresh_static_picture()
-
-    def _refresh_static_picture(self) -> None:
-        """Rewrite the plain image/png kept beside the widget in the saved notebook (from the worker
-        thread: the display is routed to the cell that showed the panel)."""
-        if self._handle is None or self._parent is None:
-            return
-        try:
-            self._shell.set_parent(self._parent)
-            self._handle.update(self.widget)
-        except Exception:  # a frontend that cannot take it loses only the static copy
-            pass
+        self._refresh_outputs()
 
     def _add_thumbnail(self, generation) -> None:
+        import base64
+
         import ipywidgets as w
 
-        thumb = generation.image.convert("RGB").copy()
-        if max(thumb.size) > THUMB:
-            thumb.thumbnail((THUMB, THUMB))
-        image = w.Image(value=_png(thumb), format="png", layout=w.Layout(width=f"{THUMB}px"))
-        recall = w.Button(description="recall", tooltip="restore all its settings", layout=w.Layout(width=f"{THUMB}px"))
-        seed = w.Button(description=f"seed {generation.seed}"[:12], tooltip="use its seed", layout=w.Layout(width=f"{THUMB}px"))
+        from .display import thumbnail_b64
+
+        width = f"{THUMB}px"
+        image = w.Image(value=base64.b64decode(thumbnail_b64(generation.image, THUMB)), format="png", layout=w.Layout(width=width))
+        recall = w.Button(description="recall", tooltip="restore all its settings", layout=w.Layout(width=width))
+        seed = w.Button(description="seed", tooltip=f"use its seed, {generation.seed}", layout=w.Layout(width=width))
         recall.on_click(lambda _: self.recall(generation))
         seed.on_click(lambda _: setattr(self.controls["seed"], "value", generation.seed))
         self.strip.children = (*self.strip.children[-11:], w.VBox([image, recall, seed]))
@@ -274,12 +307,14 @@ class Panel:
             c["seed"].value = generation.seed
             if not seed_only:
                 p = generation.params
-                c["steps"].value, c["guidance"].value = p.get("steps") or c["steps"].value, p.get("guidance", c["guidance"].value)
-                c["width"].value, c["height"].value = p.get("width") or c["width"].value, p.get("height") or c["height"].value
+                for name in ("steps", "guidance", "width", "height"):
+                    if p.get(name) is not None:
+                        c[name].value = p[name]
                 c["n"].value = len(generation.seeds)
-                c["prompt"].value = generation.prompt  # as rendered: expansion and style included
+                self._shown_prompt = ""  # recalled as rendered: expansion and style included, rendered as written
+                c["prompt"].value = generation.prompt
                 c["negative"].value = generation.negative_prompt
-                c["style"].value = "(none)"
+                c["style"].value = NO_STYLE
         finally:
             c["auto"].value = auto
         if auto:
@@ -290,42 +325,38 @@ class Panel:
         self.message.value = f"<div style='color:#b00'>{html.escape(text)}</div>"
         self.status.value = ""
 
+    # ------------------------------------------------------------------ showing it in a notebook
+    def _outputs(self) -> tuple[dict, dict, dict]:
+        """The latest picture as ordinary outputs: (image data, its metadata, the caption as HTML)."""
+        from .display import html_caption, image_bundle
+
+        if self.result is None:
+            return {"text/plain": "(the panel's latest picture appears here)"}, {}, {"text/plain": ""}
+        data, metadata = image_bundle(self.result, kind="panel")
+        return data, metadata, {"text/html": html_caption(self.result), "text/plain": ""}
+
+    def _refresh_outputs(self) -> None:
+        """Update the picture output under the panel (from the worker thread: routed to the panel's cell)."""
+        if self._handles is None:
+            return
+        data, metadata, caption = self._outputs()
+        try:
+            if self._parent is not None:
+                self._shell.set_parent(self._parent)
+            self._handles[0].update(data, metadata=metadata, raw=True)
+            self._handles[1].update(caption, raw=True)
+        except Exception:  # a frontend that cannot take it loses only the static copy
+            pass
+
     def display(self) -> None:
         from IPython import get_ipython
         from IPython.display import display
 
         self._shell = get_ipython()
         self._parent = getattr(self._shell, "parent_header", None) if getattr(self._shell, "kernel", None) else None
-        self._handle = display(self.widget, display_id=True)
+        display(self.widget)
+        data, metadata, caption = self._outputs()
+        self._handles = (display(data, metadata=metadata, raw=True, display_id=True), display(caption, raw=True, display_id=True))
 
     def _ipython_display_(self) -> None:
         self.display()
-
-
-@lru_cache(maxsize=1)
-def _panel_box_class():
-    import ipywidgets as w
-
-    class _PanelBox(w.VBox):
-        """The panel's top box: next to the live widget it carries the latest picture as a plain
-        image/png, so GitHub, nbviewer and a fresh Binder show it without a kernel."""
-
-        def __init__(self, children, panel, **kwargs):
-            super().__init__(children, **kwargs)
-            self._panel = panel
-
-        def _repr_mimebundle_(self, **kwargs):
-            data = super()._repr_mimebundle_(**kwargs)
-            panel = self._panel
-            metadata = {}
-            if panel.result is not None:
-                data["image/png"] = base64.b64encode(bytes(panel.image.value)).decode("ascii")
-                data["text/plain"] = panel.result.caption()
-                metadata = {"ipyimagine-panel": {"entries": [g.record() for g in panel.history]}}
-            return (data, metadata) if metadata else data
-
-    return _PanelBox
-
-
-def PanelBox(children, panel, **kwargs):
-    return _panel_box_class()(children, panel, **kwargs)

@@ -45,6 +45,7 @@ def clean_reply(text: str) -> str:
 
 class OpenAIChatExpander:
     name = "openai"
+    settings = ("expander_model", "expander_temperature", "openai_base_url")
 
     def __init__(self, config=None):
         self.config = config
@@ -65,7 +66,7 @@ class OpenAIChatExpander:
             "model": config.expander_model,
             "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}],
         }
-        if config.expander_temperature >= 0:
+        if config.expander_temperature is not None:
             request["temperature"] = config.expander_temperature
 
         client = openai_support.make_client(base_url, timeout, retries)

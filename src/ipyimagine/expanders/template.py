@@ -45,6 +45,7 @@ def clean_idea(idea: str) -> str:
 
 class TemplateExpander:
     name = "template"
+    settings = ()  # the same idea always gives the same prompt
 
     def __init__(self, config=None):
         self.config = config

@@ -1,38 +1,50 @@
-"""Renderers draw images from a prompt.
+"""Renderers draw images from a prompt: the protocol every backend follows, in one place.
 
-The protocol is small on purpose; a renderer is a class with
+A renderer is a small class registered under the "ipyimagine.renderers" entry point:
 
-    name: str                                  how users pick it (--backend NAME)
-    __init__(self, config)                     config is the `Imagine` Configurable
-    availability(self) -> str | None           None if it can run here, else one sentence why not
-    describe(self) -> str                      one line for `%imagine backends`
-    render(self, job, on_step=None, cancelled=None) -> Rendered
+    [project.entry-points."ipyimagine.renderers"]
+    mybackend = "mypackage.render:MyRenderer"
 
-`on_step(done, total)` reports progress; when `cancelled()` turns true the renderer raises
-`Cancelled` at its next step. Optionally, `fingerprint(model) -> str` says what identifies the
-weights (the cache key includes it; by default the model's name). Register it under the
-"ipyimagine.renderers" entry point.
+Its life for one cell: the session builds a `RenderJob` from the request (None where the user and the
+configuration said nothing), calls `resolve(job)` so the renderer fills in its own defaults (model, size,
+steps, guidance, quality) and clears what it does not use, makes the cache key and the record from that
+resolved job, and only then calls `render(job, on_step, cancelled)` for the seeds the cache does not have.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, Protocol, runtime_checkable
+
+GUIDANCE_KINDS = ("cfg", "distilled", "none")  # classifier-free; embedded in a distilled model; not used
 
 
 @dataclass(frozen=True)
 class RenderJob:
-    """Everything a renderer needs; all defaults already resolved by the session."""
+    """Everything a renderer needs. Before `resolve`, None means "not set"; after it, None means "not used"."""
 
     prompt: str
     negative_prompt: str
-    model: str | None  # None: the renderer's default model
-    width: int | None  # None: the model's native size
+    model: str | None
+    width: int | None
     height: int | None
-    steps: int
-    guidance: float | None  # None: the model's recommended value
+    steps: int | None
+    guidance: float | None
     seeds: tuple[int, ...]  # one image per seed
-    quality: str | None = None  # images APIs only
-    base_url: str | None = None  # OpenAI-compatible servers only
+    quality: str | None = None  # images APIs
+    base_url: str | None = None  # OpenAI-compatible servers
+    guidance_kind: str | None = None  # one of GUIDANCE_KINDS, set by resolve
+    seed_honoured: bool = True  # False: the backend takes no seed, so the seed does not reproduce the picture
+    notes: tuple[str, ...] = ()  # what resolve changed or ignored, in one sentence each (not part of the cache key)
+
+    def identity(self) -> dict:
+        """What determines the pictures (the cache key's part from the job): every field but the seeds and notes."""
+        from dataclasses import asdict
+
+        found = asdict(self)
+        for name in ("seeds", "notes"):
+            found.pop(name)
+        return found
 
 
 @dataclass
@@ -42,3 +54,42 @@ class Rendered:
     params: dict  # what was really used: steps, guidance, width, height, scheduler, device, ...
     notes: list[str] = field(default_factory=list)  # one-line remarks the user should see
     load_seconds: float = 0.0
+
+
+@runtime_checkable
+class Renderer(Protocol):
+    """The renderer protocol. Capability attributes say what a face may offer and a caption may show."""
+
+    name: str  # how users pick it: --backend NAME
+    takes_seed: bool  # a seed reproduces the picture
+    takes_negative: bool  # a negative prompt is used
+    takes_steps: bool  # --steps is used
+    takes_guidance: bool  # --guidance is used (for some models it may still be "none": see RenderJob.guidance_kind)
+
+    def __init__(self, config) -> None: ...
+
+    def availability(self) -> str | None:
+        """None if it can run here, else one sentence why not."""
+
+    def describe(self) -> str:
+        """One line for `%imagine backends`: what it is and what it will use by default."""
+
+    def resolve(self, job: RenderJob) -> RenderJob:
+        """The job with this renderer's defaults filled in and unused settings set to None, with a note for each
+        setting the user gave that it cannot honour. Must not load a model when the answer can be read from files."""
+
+    def render(self, job: RenderJob, on_step: Callable[[int, int], None] | None = None,
+               cancelled: Callable[[], bool] | None = None) -> Rendered:
+        """The images, one per seed. `on_step(done, total)` reports progress; when `cancelled()` turns true,
+        raise `Cancelled` at the next step."""
+
+
+def unused(job: RenderJob, renderer_name: str, *fields: str) -> RenderJob:
+    """The job with settings a renderer does not use set to None, and a note for each one that was set."""
+    from dataclasses import replace
+
+    from ..params import flag_of
+
+    notes = [f"{flag_of(name)} has no effect with the {renderer_name} backend; it was not used."
+             for name in fields if getattr(job, name) is not None]
+    return replace(job, notes=job.notes + tuple(notes), **{name: None for name in fields})

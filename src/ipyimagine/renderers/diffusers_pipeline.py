@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import Cancelled, MissingDependency, ModelNotFound
-from . import RenderJob, Rendered
+from . import RenderJob, Rendered, unused
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "models" / "shapes"
 BUNDLED_NAME = "ipyimagine/shapes"  # how the bundled model is named in records and captions
@@ -25,6 +25,7 @@ INSTALL_HINT = "pip install 'ipyimagine[local]'"
 
 
 FALLBACK_GUIDANCE = 7.5  # StableDiffusionPipeline's own default, for a pipeline that names none
+DEFAULT_STEPS = 20  # when neither the user nor the model says: enough for most samplers, a third of diffusers' 50
 # What the model cards of well-known hub models say (the distilled turbo models are trained without guidance).
 KNOWN_MODELS = {"stabilityai/sd-turbo": {"guidance": 0.0}, "stabilityai/sdxl-turbo": {"guidance": 0.0}}
 
@@ -43,6 +44,57 @@ def recommended_settings(model: str | None) -> dict:
         return json.loads((folder / "recommended.json").read_text())
     except (OSError, ValueError):
         return {}
+
+
+def _whole(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _model_folder(model: str | None) -> Path | None:
+    """The folder holding a model's files: the bundled one, a local folder, or a hub id's snapshot in the local
+    Hugging Face cache (None when it is not there: then only loading can tell)."""
+    if model in (None, BUNDLED_NAME):
+        return BUNDLED_DIR
+    if _looks_like_path(model):
+        folder = Path(model).expanduser()
+        return folder if folder.is_dir() else None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = try_to_load_from_cache(model, "model_index.json")
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _pipeline_class(folder: Path | None):
+    """The diffusers pipeline class a folder declares (model_index.json's _class_name), without loading weights."""
+    if folder is None:
+        return None
+    name = _read_json(folder / "model_index.json").get("_class_name")
+    if not isinstance(name, str) or importlib.util.find_spec("diffusers") is None:
+        return None
+    _, diffusers = _import_torch_and_diffusers()
+    return getattr(diffusers, name, None)
+
+
+def native_size(folder: Path | None) -> tuple[int, int] | None:
+    """The size a UNet model was trained at: its sample size times the VAE's downscaling, read from the configs."""
+    if folder is None:
+        return None
+    sample = _read_json(folder / "unet" / "config.json").get("sample_size")
+    blocks = _read_json(folder / "vae" / "config.json").get("block_out_channels")
+    if isinstance(sample, int) and isinstance(blocks, list) and blocks:
+        side = sample * 2 ** (len(blocks) - 1)
+        return side, side
+    return None
 
 
 @lru_cache(maxsize=1)
@@ -73,6 +125,10 @@ def _looks_like_path(model: str) -> bool:
 
 class DiffusersRenderer:
     name = "diffusers"
+    takes_seed = True
+    takes_negative = True
+    takes_steps = True
+    takes_guidance = True
 
     def __init__(self, config=None):
         self.config = config
@@ -108,11 +164,30 @@ class DiffusersRenderer:
         recommended = recommended_settings(model).get("guidance")
         if isinstance(recommended, (int, float)) and not isinstance(recommended, bool):
             return float(recommended)
-        if pipe is not None:
-            default = inspect.signature(pipe.__call__).parameters.get("guidance_scale")
-            if default is not None and isinstance(default.default, (int, float)):
+        pipeline_class = type(pipe) if pipe is not None else _pipeline_class(_model_folder(model))
+        if pipeline_class is not None:
+            default = inspect.signature(pipeline_class.__call__).parameters.get("guidance_scale")
+            if default is not None and isinstance(default.default, (int, float)) and not isinstance(default.default, bool):
                 return float(default.default)
         return FALLBACK_GUIDANCE
+
+    def resolve(self, job: RenderJob) -> RenderJob:
+        """Model, steps, guidance and size as they will really be used, read from the model's files (no loading):
+        the user's value, else the folder's recommended.json, else the pipeline's own default."""
+        from dataclasses import replace
+
+        job = unused(job, self.name, "quality", "base_url")
+        model = job.model if job.model not in (None, BUNDLED_NAME) else None
+        recommended = recommended_settings(model)
+        steps = job.steps or _whole(recommended.get("steps")) or DEFAULT_STEPS
+        guidance = job.guidance if job.guidance is not None else self.default_guidance(model)
+        width, height = job.width, job.height
+        if width is None or height is None:
+            native = native_size(_model_folder(model))
+            if native is not None:
+                width, height = width or native[0], height or native[1]
+        return replace(job, model=model or BUNDLED_NAME, steps=steps, guidance=guidance, width=width, height=height,
+                       guidance_kind="cfg", seed_honoured=True)
 
     def fingerprint(self, model: str | None) -> str:
         """Local weights are identified by their files (a retrained folder must not hit the old cache)."""
@@ -209,12 +284,12 @@ class DiffusersRenderer:
 
     # -------------------------------------------------------------- rendering
     def render(self, job: RenderJob, on_step=None, cancelled=None) -> Rendered:
+        """Render a resolved job (see `resolve`): one CPU-seeded generator per image."""
         torch, _ = _import_torch_and_diffusers()
         started = time.perf_counter()
         pipe = self.pipeline(job.model)
         load_seconds = time.perf_counter() - started
         accepted = inspect.signature(pipe.__call__).parameters
-        guidance = job.guidance if job.guidance is not None else self.default_guidance(job.model, pipe)
         notes = []
         if job.negative_prompt and "negative_prompt" not in accepted:
             notes.append(f"{type(pipe).__name__} takes no negative prompt; it was ignored.")
@@ -230,10 +305,11 @@ class DiffusersRenderer:
                 return tensors
 
             arguments = dict(
-                prompt=job.prompt, num_inference_steps=job.steps, guidance_scale=guidance,
-                width=job.width, height=job.height, generator=torch.Generator("cpu").manual_seed(seed),
-                callback_on_step_end=step_end, output_type="pil",
+                prompt=job.prompt, num_inference_steps=job.steps, guidance_scale=job.guidance,
+                generator=torch.Generator("cpu").manual_seed(seed), callback_on_step_end=step_end, output_type="pil",
             )
+            if job.width and job.height:  # else the pipeline's own default (None would override a numeric one)
+                arguments.update(width=job.width, height=job.height)
             if "negative_prompt" in accepted and job.negative_prompt:
                 arguments["negative_prompt"] = job.negative_prompt
             with torch.inference_mode():
@@ -243,11 +319,13 @@ class DiffusersRenderer:
         folder = BUNDLED_DIR if job.model in (None, BUNDLED_NAME) else Path(job.model).expanduser()
         model_hash = self.fingerprint(job.model)[:10] if folder.is_dir() else None
         width, height = images[0].size
+        if job.width and (width, height) != (job.width, job.height):
+            notes.append(f"{type(pipe).__name__} made {width}x{height} instead of the {job.width}x{job.height} asked for.")
         return Rendered(
             images=images,
             model=job.model if job.model not in (None, BUNDLED_NAME) else BUNDLED_NAME,
             params={
-                "steps": job.steps, "guidance": guidance, "width": width, "height": height,
+                "steps": job.steps, "guidance": job.guidance, "guidance_kind": job.guidance_kind, "width": width, "height": height,
                 "scheduler": type(pipe.scheduler).__name__, "pipeline": type(pipe).__name__, "model_hash": model_hash,
                 "device": str(pipe.device), "dtype": str(pipe.dtype).replace("torch.", ""), "rng": "cpu",
                 "versions": {"torch": torch.__version__, "diffusers": _version("diffusers"), "transformers": _version("transformers")},

@@ -14,7 +14,7 @@ import time
 
 from .. import openai_support
 from ..errors import BackendError, RequestError
-from . import RenderJob, Rendered
+from . import RenderJob, Rendered, unused
 
 STANDARD_SIZES = ("1024x1024", "1536x1024", "1024x1536")
 # GPT image models as listed by the openai SDK (3.54): sizes, qualities, and price per image at
@@ -72,6 +72,10 @@ def check_request(model: str, width: int | None, height: int | None, n: int, qua
 
 class OpenAIImagesRenderer:
     name = "openai"
+    takes_seed = False  # the images API has no seed (ipyimagine's cache is what makes a picture come back)
+    takes_negative = False
+    takes_steps = False
+    takes_guidance = False
 
     def __init__(self, config=None):
         self.config = config
@@ -83,21 +87,41 @@ class OpenAIImagesRenderer:
         return (f"images API: OpenAI GPT image models ({self.config.openai_image_model} at quality "
                 f"{self.config.openai_quality} by default) or an OpenAI-compatible image server via base URL")
 
-    def render(self, job: RenderJob, on_step=None, cancelled=None) -> Rendered:
+    def resolve(self, job: RenderJob) -> RenderJob:
+        """Model, quality, size and server as they will be sent; steps, guidance and the negative prompt are not
+        part of the images API, so they are cleared (with a note where the user gave them)."""
+        from dataclasses import replace
+
         config = self.config
+        job = unused(job, self.name, "steps", "guidance")
         model = job.model or config.openai_image_model
-        quality = job.quality or config.openai_quality
         base_url = openai_support.base_url_of(config, job.base_url)
+        family = model_family(model)
+        notes = list(job.notes)
+        quality, width, height = job.quality, job.width, job.height
+        if family is not None:  # OpenAI's own models: size and quality as that model takes them
+            quality = quality or config.openai_quality
+            if width is None:
+                width, height = 1024, 1024
+        elif quality is not None:
+            notes.append(f"--quality was not sent: {model!r} is not an OpenAI model, and compatible servers take none.")
+            quality = None
+        check_request(model, width, height, len(job.seeds), quality, openai_support.host_of(base_url) == "api.openai.com")
+        return replace(job, model=model, quality=quality, width=width, height=height, base_url=base_url,
+                       negative_prompt="", guidance_kind="none", seed_honoured=False, notes=tuple(notes))
+
+    def render(self, job: RenderJob, on_step=None, cancelled=None) -> Rendered:
+        """Render a resolved job (see `resolve`)."""
+        config = self.config
+        model, quality, base_url = job.model, job.quality, job.base_url
         host = openai_support.host_of(base_url)
         family = model_family(model)
-        check_request(model, job.width, job.height, len(job.seeds), quality, host == "api.openai.com")
 
         request = {"model": model, "prompt": job.prompt}
-        if family is not None:  # OpenAI's own models: size and quality as that model takes them
-            request["size"] = f"{job.width}x{job.height}" if job.width else "1024x1024"
-            request["quality"] = quality
-        elif job.width:
+        if job.width:
             request["size"] = f"{job.width}x{job.height}"
+        if quality:
+            request["quality"] = quality
         per_call = len(job.seeds) if family is not None else 1  # compatible servers (Ollama) reject `n`
         if per_call > 1:
             request["n"] = per_call
@@ -126,8 +150,9 @@ class OpenAIImagesRenderer:
                 on_step(min(len(images), len(job.seeds)), len(job.seeds))
         images = images[: len(job.seeds)]
 
-        params = {"quality": quality if family else None, "size": request.get("size"), "width": images[0].width,
-                  "height": images[0].height, "base_url_host": host, "seconds": round(time.perf_counter() - started, 2)}
+        params = {"quality": quality, "size": request.get("size"), "width": images[0].width, "height": images[0].height,
+                  "guidance_kind": "none", "seed_honoured": False, "base_url_host": host,
+                  "seconds": round(time.perf_counter() - started, 2)}
         notes = ["The images API takes no seed: the recorded seed does not reproduce this picture (ipyimagine's cache does)."]
         if any(revised):
             params["revised_prompt"] = [r for r in revised if r]

@@ -1,0 +1,167 @@
+"""Notebook history: the one module that writes and reads ipyimagine's output metadata.
+
+Every picture output (a cell, a sweep grid, a panel render) carries its history entries under one key,
+
+    {"ipyimagine": {"format": 2, "kind": "generation" | "grid" | "panel", "entries": [record, ...],
+                    "thumbnails": [base64 PNG, ...]}}      # thumbnails: grids only, one small one per entry
+
+so a reopened, shared or exported notebook lists what was made in it. Older notebooks (format 1: a record
+directly under "ipyimagine", or under "ipyimagine-grid" / "ipyimagine-panel") are read too. Notebook files are
+data from outside: records with wrong types are skipped with one note, thumbnails are decoded and encoded
+again (never passed through), and the kernel never writes the .ipynb.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+KEY = "ipyimagine"
+FORMAT = 2
+LEGACY_KEYS = ("ipyimagine-grid", "ipyimagine-panel")
+MAX_NOTEBOOK_BYTES = 200 * 2**20
+
+
+def output_metadata(kind: str, records: list[dict], thumbnails: list[str] | None = None, **about) -> dict:
+    """The metadata an output carries: its entries under the one key, with the format version (and, for a grid,
+    its axes: x_type, x_values, y_type, y_values)."""
+    found = {"format": FORMAT, "kind": kind, **about, "entries": records}
+    if thumbnails:
+        found["thumbnails"] = thumbnails
+    return {KEY: found}
+
+
+def notebook_path(shell) -> Path | None:
+    """The notebook this kernel runs, where Jupyter tells us (`__session__`, JPY_SESSION_NAME)."""
+    for candidate in (shell.user_ns.get("__session__") if shell else None, os.environ.get("JPY_SESSION_NAME")):
+        if isinstance(candidate, str) and candidate.endswith(".ipynb") and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+# ---------------------------------------------------------------------- reading untrusted records
+_TEXT_FIELDS = ("id", "created", "idea", "prompt")
+_OPTIONAL_TEXT = ("negative_prompt", "backend", "model", "style")
+
+
+def record_problem(record) -> str | None:
+    """None if a record has the shape ipyimagine writes, else what is wrong with it (for a one-line note)."""
+    if not isinstance(record, dict):
+        return f"an entry is a {type(record).__name__}, not a record"
+    for name in _TEXT_FIELDS:
+        if not isinstance(record.get(name), str):
+            return f"its {name!r} is not text"
+    for name in _OPTIONAL_TEXT:
+        if record.get(name) is not None and not isinstance(record.get(name), str):
+            return f"its {name!r} is not text"
+    seeds = record.get("seeds")
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        return "its 'seeds' is not a list of whole numbers"
+    for name in ("params", "timings"):
+        if record.get(name) is not None and not isinstance(record.get(name), dict):
+            return f"its {name!r} is not a mapping"
+    if record.get("expander") is not None and not isinstance(record.get("expander"), dict):
+        return "its 'expander' is not a mapping"
+    if record.get("notes") is not None and not (isinstance(record["notes"], list) and all(isinstance(n, str) for n in record["notes"])):
+        return "its 'notes' is not a list of text"
+    return None
+
+
+def safe_thumbnail(data_b64) -> str | None:
+    """A small PNG made again from untrusted base64 image data (None if it is not a picture)."""
+    from .display import thumbnail_b64
+
+    if not isinstance(data_b64, str):
+        return None
+    try:
+        from PIL import Image
+
+        image = Image.open(io.BytesIO(base64.b64decode(data_b64, validate=False)))
+        image.load()
+        return thumbnail_b64(image)
+    except Exception:  # anything that is not a readable picture is dropped, never passed on
+        return None
+
+
+def _entries_of(metadata: dict, data: dict) -> list[tuple[object, str | None]]:
+    """(record, thumbnail) pairs of one output's metadata, in either format."""
+    found = []
+    own = metadata.get(KEY)
+    if isinstance(own, dict) and "entries" in own:  # format 2
+        entries = own.get("entries")
+        thumbs = own.get("thumbnails") if isinstance(own.get("thumbnails"), list) else []
+        if not isinstance(entries, list):
+            return [(entries, None)]
+        for i, record in enumerate(entries):
+            if own.get("kind") == "grid":
+                found.append((record, safe_thumbnail(thumbs[i]) if i < len(thumbs) else None))
+            else:
+                found.append((record, safe_thumbnail(data.get("image/png")) if i == len(entries) - 1 else None))
+    elif own is not None:  # format 1: the record itself
+        found.append((own, safe_thumbnail(data.get("image/png"))))
+    for key in LEGACY_KEYS:
+        legacy = metadata.get(key)
+        if isinstance(legacy, dict):
+            entries = legacy.get("entries")
+            found += [(record, None) for record in (entries if isinstance(entries, list) else [entries])]
+    return found
+
+
+def read_notebook(path: Path) -> tuple[list[tuple[dict, str | None]], list[str]]:
+    """(record, thumbnail) for every ipyimagine output saved in a notebook, and notes on what was skipped."""
+    try:
+        if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+            return [], [f"{path.name} is larger than {MAX_NOTEBOOK_BYTES // 2**20} MB; its history was not read."]
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        return [], [f"could not read {path.name} ({type(error).__name__}); only this kernel's entries are listed."]
+    found, skipped = [], []
+    cells = notebook.get("cells") if isinstance(notebook, dict) else None
+    for cell in cells if isinstance(cells, list) else []:
+        outputs = cell.get("outputs") if isinstance(cell, dict) else None
+        for output in outputs if isinstance(outputs, list) else []:
+            if not isinstance(output, dict) or not isinstance(output.get("metadata"), dict):
+                continue
+            data = output.get("data") if isinstance(output.get("data"), dict) else {}
+            for record, thumb in _entries_of(output["metadata"], data):
+                problem = record_problem(record)
+                if problem:
+                    skipped.append(problem)
+                else:
+                    found.append((record, thumb))
+    notes = [f"skipped {len(skipped)} entries of {path.name} that ipyimagine did not write ({skipped[0]})."] if skipped else []
+    return found, notes
+
+
+# ---------------------------------------------------------------------- this kernel's and the notebook's, merged
+@dataclass(frozen=True)
+class Row:
+    number: str  # what `%imagine rerun N` takes
+    record: dict
+    thumbnail: str | None  # small base64 PNG, made by ipyimagine
+    source: str  # "kernel", "notebook" or "kernel + notebook"
+
+
+def history(session, shell=None, path: Path | None = None) -> tuple[list[Row], list[str]]:
+    """This kernel's entries and those saved in its notebook, merged by entry id, oldest first, numbered from 1."""
+    from .display import thumbnail_b64
+
+    merged: dict[str, list] = {}
+    notes: list[str] = []
+    path = path or notebook_path(shell)
+    if path is not None:
+        saved, notes = read_notebook(path)
+        for record, thumb in saved:
+            merged.setdefault(record["id"], [record, thumb, "notebook"])
+    for generation in session.history:
+        record = generation.record()
+        if generation.id in merged:
+            merged[generation.id] = [record, merged[generation.id][1] or thumbnail_b64(generation.image), "kernel + notebook"]
+        else:
+            merged[generation.id] = [record, thumbnail_b64(generation.image), "kernel"]
+    ordered = sorted(merged.values(), key=lambda item: item[0].get("created", ""))
+    return [Row(str(i), r, t, s) for i, (r, t, s) in enumerate(ordered, start=1)], notes

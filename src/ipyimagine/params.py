@@ -1,0 +1,286 @@
+"""Every generation option, once: its flags, type, range, help, where its default comes from, and which faces take it.
+
+Everything else derives from this table: the magic's and the CLI's argparse options (and so `%%imagine?`),
+`Request`'s fields and their validation messages, the `Imagine` settings that hold defaults, the panel's
+controls and their bounds, `rerun`'s mapping from a history entry, and the infotext keys of a PNG.
+"Not set" is spelled `None` everywhere: the session fills it from configuration, the backend from the model.
+
+Adding an option is one row here plus the code that uses it (a backend reads it from the RenderJob or the
+Request). A face that cannot honour an option lists it in `faces`-less form and refuses it in one sentence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Any, Callable
+
+MAX_SEED = 2**32 - 1
+MAX_PIXELS = 2048 * 2048  # per image
+
+FACES = ("magic", "interactive", "cli", "python", "rerun")
+EVERY_FACE = frozenset(FACES)
+
+
+def parse_size(size) -> tuple[int, int]:
+    """'512x768', '512', (512, 768) -> (width, height)."""
+    from .errors import RequestError
+
+    if isinstance(size, (tuple, list)) and len(size) == 2:
+        return int(size[0]), int(size[1])
+    text = str(size).strip().lower()
+    match = re.fullmatch(r"(\d+)\s*[x×*]\s*(\d+)", text) or re.fullmatch(r"(\d+)", text)
+    if not match:
+        raise RequestError(f"--size must look like 512x512 (width x height in pixels), got {size!r}.")
+    numbers = [int(g) for g in match.groups()]
+    return numbers[0], numbers[-1]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of every face. `name` is the Request field and the keyword of `imagine()`."""
+
+    name: str
+    flags: tuple[str, ...]  # as the magic and the CLI spell it; flags[0] names it in messages
+    kind: type  # int, float, str, bool, or list (repeatable)
+    help: str
+    metavar: str | None = None
+    low: float | None = None
+    high: float | None = None
+    multiple_of: int | None = None
+    default: Any = None  # the value when nothing sets it; None: the backend (or model) decides
+    config: str | None = None  # the `Imagine` setting that holds the user's default, if any
+    switch: Any = None  # for flags that take no value: what the flag sets (--no-expand sets expand=False)
+    record: str | None = None  # where a history entry keeps the value really used ("params.steps")
+    infotext: str | None = None  # its key in the web UI's infotext
+    faces: frozenset = EVERY_FACE
+    panel: str | None = None  # the panel control that shows it: "slider", "seed", "text", "dropdown", "checkbox"
+
+    @property
+    def flag(self) -> str:
+        return self.flags[0]
+
+    def check(self, value, where: str | None = None):
+        """The value, coerced where harmless (3 -> 3.0), or a RequestError naming `where` (default: the flag)."""
+        from .errors import RequestError
+
+        where = where or self.flag
+        if value is None:
+            return None
+        if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if self.kind is list:
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise RequestError(f"{where} takes text values, got {value!r}.")
+            return tuple(value)
+        if self.kind in (int, float) and (isinstance(value, bool) or not isinstance(value, self.kind)):
+            kind = "a whole number" if self.kind is int else "a number"
+            raise RequestError(f"{where} must be {kind} from {_number(self.low)} to {_number(self.high)}, got {value!r}.")
+        if self.kind is bool and not isinstance(value, bool):
+            raise RequestError(f"{where} must be True or False, got {value!r}.")
+        if self.kind is str and not isinstance(value, str):
+            raise RequestError(f"{where} takes text, got {value!r}.")
+        if self.low is not None and not self.low <= value <= self.high:
+            raise RequestError(f"{where} must be from {_number(self.low)} to {_number(self.high)}, got {_number(value)}.")
+        if self.multiple_of and value % self.multiple_of:
+            nearest = max(self.multiple_of, round(value / self.multiple_of) * self.multiple_of)
+            raise RequestError(f"{where} must be a multiple of {self.multiple_of}, got {value} (try {nearest}).")
+        return value
+
+
+def _number(value) -> str:
+    """Numbers one way everywhere: whole numbers as 20, fractions as 7.5 (guidance 2.0 stays 2.0)."""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+# fmt: off
+OPTIONS: tuple[Option, ...] = (
+    Option("backend", ("--backend",), str, "renderer: auto, diffusers (local), openai, or another installed one (%imagine backends)",
+           metavar="NAME", config="backend", record="backend", infotext="Backend", panel="text"),
+    Option("model", ("--model",), str, "the renderer's model: a Hugging Face id or a local folder (default: the backend's own; "
+           "for diffusers the bundled shapes model)", metavar="ID", config="model", record="model", infotext="Model", panel="text"),
+    Option("expander", ("--expander",), str, "who expands the idea into a detailed prompt: auto, template (offline), openai, "
+           "or another installed one", metavar="NAME", config="expander", record="expander.name", infotext="Expander"),
+    Option("expand", ("--no-expand",), bool, "render the idea exactly as written", default=True, switch=False, config="expand",
+           panel="checkbox"),
+    Option("prompt", ("--prompt",), str, "render this prompt as written instead of expanding the idea (the idea stays the headline)",
+           metavar="TEXT", record="prompt"),
+    Option("style", ("--style",), str, "style preset, e.g. photo, watercolor, pixel-art (%imagine styles)", metavar="NAME",
+           config="style", infotext="Style", panel="dropdown"),
+    Option("negative", ("--negative",), str, "what the picture should not show (added to the expander's)", metavar="TEXT",
+           config="negative", record="negative_prompt", panel="text"),
+    Option("steps", ("--steps",), int, "denoising steps, 1-150 (default: what the model recommends, else 20)", metavar="N",
+           low=1, high=150, config="steps", record="params.steps", infotext="Steps", panel="slider"),
+    Option("guidance", ("--guidance",), float, "how strongly to follow the prompt, 0-30 (default: what the model recommends)",
+           metavar="G", low=0.0, high=30.0, config="guidance", record="params.guidance", infotext="CFG scale", panel="slider"),
+    Option("seed", ("--seed",), int, "random seed, 0 to 2**32-1; image i of a batch gets S+i (default: random, always recorded)",
+           metavar="S", low=0, high=MAX_SEED, record="seeds.0", infotext="Seed", panel="seed"),
+    Option("width", ("--width",), int, "image width in pixels, a multiple of 8 (default: the model's own)", metavar="W",
+           low=8, high=2048, multiple_of=8, config="width", record="params.width", panel="slider"),
+    Option("height", ("--height",), int, "image height in pixels, a multiple of 8 (default: the model's own)", metavar="H",
+           low=8, high=2048, multiple_of=8, config="height", record="params.height", panel="slider"),
+    Option("n", ("-n",), int, "number of images, 1-8", metavar="N", low=1, high=8, default=1, record="seeds.len", panel="slider"),
+    Option("quality", ("--quality",), str, "images APIs: low, medium, high or auto (default Imagine.openai_quality)",
+           metavar="Q", record="params.quality"),
+    Option("base_url", ("--openai-base-url",), str, "an OpenAI-compatible server for this cell (expander and renderer), "
+           "e.g. http://localhost:11434/v1", metavar="URL", config="openai_base_url"),
+    Option("candidates", ("--candidates",), int, "write K expansions (1-8); the caption lists them all", metavar="K",
+           low=1, high=8, default=1),
+    Option("pick", ("--pick",), int, "render candidate I of --candidates", metavar="I", low=1, high=8, default=1),
+    Option("sweep", ("--sweep",), list, "a labelled grid over seed, steps, guidance, style, size or expand: guidance=3,7,11, "
+           "seed=1-4, steps=10-30 (+10), guidance=1-9 [5]; twice for rows", metavar="NAME=VALUES",
+           faces=frozenset({"magic", "cli", "python"})),
+    Option("cache", ("--no-cache",), bool, "make it fresh even if the cache has it (the new result replaces the cached one)",
+           default=True, switch=False, config="cache"),
+    Option("save", ("--save",), str, "also write each image to DIR as a PNG carrying its recipe", metavar="DIR", config="save_dir"),
+)
+# fmt: on
+BY_NAME = {option.name: option for option in OPTIONS}
+BY_FLAG = {flag: option for option in OPTIONS for flag in option.flags}
+SIZE_HELP = "image size in pixels, WxH with multiples of 8, e.g. 512x512 (default: the model's own)"
+
+
+def option(name: str) -> Option:
+    return BY_NAME[name]
+
+
+def flag_of(name: str) -> str:
+    """How a message names an option: as the user types it (`-n`, `--pick`, `--openai-base-url`)."""
+    return BY_NAME[name].flag if name in BY_NAME else f"--{name.replace('_', '-')}"
+
+
+def options_for(face: str) -> tuple[Option, ...]:
+    return tuple(o for o in OPTIONS if face in o.faces)
+
+
+def refuse_unsupported(face: str, given: dict, why: str) -> None:
+    """One sentence for the first option a face cannot honour (a face never drops an option)."""
+    from .errors import RequestError
+
+    for name, value in given.items():
+        if value is not None and name in BY_NAME and face not in BY_NAME[name].faces:
+            raise RequestError(f"{flag_of(name)} cannot be used {why}.")
+
+
+# ---------------------------------------------------------------------- argparse, for the magic and the CLI
+class UsageParser(argparse.ArgumentParser):
+    """argparse whose errors are one sentence (raised as `error_class`), with a suggestion for a mistyped flag."""
+
+    def __init__(self, *args, error_class=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        from .errors import RequestError
+
+        self.error_class = error_class or RequestError
+
+    def error(self, message):
+        unknown = re.match(r"unrecognized arguments: (\S+)", message)
+        if unknown:
+            typed = unknown.group(1)
+            known = [flag for action in self._actions for flag in action.option_strings]
+            close = difflib.get_close_matches(typed.split("=")[0], known, n=1, cutoff=0.75)
+            hint = f"; did you mean {close[0]}?" if close else f"; {self.prog} --help lists the options."
+            raise self.error_class(f"{self.prog}: unknown option {typed}{hint}")
+        message = re.sub(r"^argument (\S+): (?=\1 )", "", message)  # our own messages name the flag already
+        raise self.error_class(f"{self.prog}: {message}.")
+
+
+def add_arguments(parser: argparse.ArgumentParser, face: str) -> None:
+    """The table's options for one face as argparse arguments (each `dest` is the Request field)."""
+    for opt in options_for(face):
+        if opt.switch is not None:
+            parser.add_argument(*opt.flags, dest=opt.name, action="store_const", const=opt.switch, default=None, help=opt.help)
+        elif opt.kind is list:
+            parser.add_argument(*opt.flags, dest=opt.name, action="append", metavar=opt.metavar, help=opt.help)
+        else:
+            parser.add_argument(*opt.flags, dest=opt.name, type=_argparse_type(opt), metavar=opt.metavar, help=opt.help)
+        if opt.name == "seed":  # --size sits beside --width/--height in the help
+            parser.add_argument("--size", metavar="WxH", help=SIZE_HELP)
+
+
+def _argparse_type(opt: Option) -> Callable:
+    def convert(text: str):
+        try:
+            return opt.kind(text)
+        except ValueError:
+            kind = "a whole number" if opt.kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{opt.flag} takes {kind}, got {text!r}") from None
+
+    convert.__name__ = opt.kind.__name__
+    return convert
+
+
+def split_line(line: str) -> list[str]:
+    """Split a magic's line as a shell would (quotes removed), keeping the web UI's range suffixes with their value:
+    `--sweep steps=10-30 (+10)` and `--sweep guidance=1-9 [5]` can be typed as the README shows them."""
+    from .errors import RequestError
+
+    try:
+        words = shlex.split(line)
+    except ValueError as error:
+        raise RequestError(f"Cannot read the options ({error}): close the quote.") from None
+    joined: list[str] = []
+    for word in words:
+        if joined and re.fullmatch(r"\(\s*\+[\d.]+\s*\)|\[\s*\d+\s*\]", word) and not joined[-1].startswith("-"):
+            joined[-1] += " " + word
+        else:
+            joined.append(word)
+    return joined
+
+
+def given_options(namespace: argparse.Namespace) -> dict:
+    """The options a parsed command line set (unset ones left out), with --size turned into width and height."""
+    from .errors import RequestError
+
+    given = {o.name: getattr(namespace, o.name) for o in OPTIONS if getattr(namespace, o.name, None) is not None}
+    size = getattr(namespace, "size", None)
+    if size is not None:
+        width, height = parse_size(size)
+        if given.get("width", width) != width or given.get("height", height) != height:
+            raise RequestError("Give either --size or --width/--height, not both with different values.")
+        given.update(width=width, height=height)
+    return given
+
+
+def help_table() -> str:
+    """The options as a plain-text table (README, `%imagine help`)."""
+    rows = []
+    for opt in OPTIONS:
+        typed = " ".join(opt.flags) + (f" {opt.metavar}" if opt.metavar else "")
+        rows.append(f"  {typed:28} {opt.help}")
+        if opt.name == "seed":
+            rows.append(f"  {'--size WxH':28} {SIZE_HELP}")
+    return "\n".join(rows)
+
+
+# ---------------------------------------------------------------------- records
+def lookup(record: dict, path: str):
+    """The value at a dotted path of a history entry ('params.steps', 'seeds.0', 'seeds.len'); None if absent."""
+    value: Any = record
+    for part in path.split("."):
+        if part == "len" and isinstance(value, list):
+            return len(value)
+        if isinstance(value, list) and part.isdigit():
+            value = value[int(part)] if int(part) < len(value) else None
+        elif isinstance(value, dict):
+            value = value.get(part)
+        else:
+            return None
+    return value
+
+
+def from_record(record: dict) -> dict:
+    """The options that make a history entry again: every option the table says a record keeps."""
+    found = {}
+    for opt in OPTIONS:
+        if opt.record and "rerun" in opt.faces:
+            value = lookup(record, opt.record)
+            if value is not None:
+                found[opt.name] = value
+    return found
