@@ -38,7 +38,9 @@ first = session.imagine(Request("a red circle on the left on a blue background",
 t1 = time.perf_counter()
 warm = []
 for seed in range(2, 7):
-    s = time.perf_counter(); session.imagine(Request("a red circle on the left on a blue background", model=model, seed=seed, expand=False)); warm.append(time.perf_counter() - s)
+    s = time.perf_counter()
+    session.imagine(Request("a red circle on the left on a blue background", model=model, seed=seed, expand=False))
+    warm.append(time.perf_counter() - s)
 print(json.dumps({{"cold": t1 - t0, "load": first.timings["load"], "warm": sorted(warm)[len(warm) // 2]}}))
 """
 

@@ -11,7 +11,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 for name in ("IPYIMAGINE_BACKEND", "IPYIMAGINE_MODEL", "IPYIMAGINE_EXPANDER", "IPYIMAGINE_RAISE_ERRORS", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
     os.environ.pop(name, None)
 
-import pytest
+import pytest  # noqa: E402  (after the environment is set, before anything imports the hub)
 
 ROOT = Path(__file__).resolve().parent.parent
 

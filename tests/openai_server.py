@@ -26,7 +26,7 @@ def png_b64(width: int, height: int, colour=(200, 40, 40)) -> str:
 
 class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # else keep-alive costs ~45 ms a call
-    server: "FakeOpenAI"
+    server: FakeOpenAI
 
     def log_message(self, *args):  # quiet
         pass

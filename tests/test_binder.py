@@ -1,8 +1,9 @@
 """Binder cannot be reached from here, so check its files against pyproject.toml instead."""
 
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 

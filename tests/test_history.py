@@ -28,7 +28,7 @@ def test_history_lists_entries_newest_first_with_thumbnails_and_filters(shell, t
     text = repr(table)
     assert text.index("a <b>green</b> square") < text.index("a red circle")
     html = table._repr_html_()
-    assert html.count("data:image/png;base64,") == 2 and "&lt;b&gt;green&lt;/b&gt;" in html and "<b>green</b>" not in html
+    assert html.count("data:image/jpeg;base64,") == 2 and "&lt;b&gt;green&lt;/b&gt;" in html and "<b>green</b>" not in html
     assert [row.record["idea"] for row in shell.run_line_magic("imagine", "history --grep circle").rows] == ["a red circle"]
     assert len(shell.run_line_magic("imagine", "history --limit 1").rows) == 1
 

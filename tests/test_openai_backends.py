@@ -223,3 +223,38 @@ def test_the_cli_takes_the_same_openai_options(server, tmp_path, monkeypatch):
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "harbour.png").exists() and KEY not in done.stdout + done.stderr
+
+
+def test_a_changed_quality_or_model_setting_never_returns_the_stale_cached_picture(ishell, server):
+    line = f"--backend openai --no-expand --openai-base-url {server.url()} --seed 4"
+    first = entry(run(ishell, line))
+    ishell.run_line_magic("config", 'Imagine.openai_quality = "high"')
+    try:
+        second = entry(run(ishell, line))
+        ishell.run_line_magic("config", 'Imagine.openai_image_model = "gpt-image-1.5"')
+        third = entry(run(ishell, line))
+    finally:
+        ishell.run_line_magic("config", 'Imagine.openai_quality = "low"')
+        ishell.run_line_magic("config", 'Imagine.openai_image_model = "gpt-image-1-mini"')
+    images = [r["body"] for r in server.requests if "quality" in r["body"]]
+    assert [b["quality"] for b in images] == ["low", "high", "high"] and images[-1]["model"] == "gpt-image-1.5"
+    assert (first["params"]["quality"], second["params"]["quality"], third["model"]) == ("low", "high", "gpt-image-1.5")
+    assert second["params"]["cached_images"] == 0 and third["params"]["cached_images"] == 0
+
+
+def test_an_images_api_entry_records_no_steps_or_guidance_and_says_so(ishell, server):
+    captured = run(ishell, f"--backend openai --no-expand --openai-base-url {server.url()} --steps 9 --guidance 4")
+    record = entry(captured)
+    assert record["params"].get("steps") is None and record["params"].get("guidance") is None
+    assert "--steps has no effect with the openai backend; it was not used." in record["notes"]
+    caption = next(o.data["text/html"] for o in captured.outputs if "text/html" in o.data)
+    assert "None" not in caption and "steps" not in caption.split("--steps")[0]
+
+
+def test_the_panel_uses_the_cells_server_for_expansion(ishell, server):
+    """--interactive with --openai-base-url: the panel expands through that server, never api.openai.com."""
+    calls = server.chat_calls
+    run(ishell, f"--interactive --expander openai --backend diffusers --openai-base-url {server.url()} --seed 2 --steps 2 --out p")
+    panel = ishell.user_ns["p"]
+    assert panel.error is None and server.chat_calls == calls + 1
+    assert panel.result.expansion.details["base_url_host"] == f"127.0.0.1:{server.server_address[1]}"

@@ -110,7 +110,8 @@ def evaluate(model: str | None = None, quick: bool = False, steps: int = 20, gui
                           "width_std_px": round(float(np.mean([s[1] for s in data_spread])), 1)},
     }
     total = sum(r["renders"] for r in (results["held_out"], results["seen"])) + 4 * len(variety)
-    results["settings"] = {"steps": steps, "guidance": guidance if guidance is not None else renderer.default_guidance(model), "renders": total, "seconds": round(time.perf_counter() - started, 1)}
+    used_guidance = guidance if guidance is not None else renderer.default_guidance(model)
+    results["settings"] = {"steps": steps, "guidance": used_guidance, "renders": total, "seconds": round(time.perf_counter() - started, 1)}
     return results
 
 

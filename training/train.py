@@ -283,7 +283,8 @@ def train_diffusion(parts: dict, latents, pool: list, state: dict, deadline: flo
         if state["step"] % 50 == 0:
             elapsed = time.time() - t0
             state["seconds"] += elapsed
-            log.info("step %d loss %.4f lr %.2g (%.2f s/step, %.1f min trained)", state["step"], np.mean(losses), opt.param_groups[0]["lr"], elapsed / 50, state["seconds"] / 60)
+            log.info("step %d loss %.4f lr %.2g (%.2f s/step, %.1f min trained)",
+                     state["step"], np.mean(losses), opt.param_groups[0]["lr"], elapsed / 50, state["seconds"] / 60)
             losses, t0 = [], time.time()
         if time.time() - last_eval > eval_every_s:
             figures = evaluate_in_training(parts)

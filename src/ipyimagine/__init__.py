@@ -8,7 +8,7 @@ or from Python: `from ipyimagine import imagine; gen = imagine("a red circle", s
 Loading stays light: torch, diffusers and transformers are imported by the backend that needs them, when it first runs.
 """
 
-from ._version import __version__
+from ._version import __version__ as __version__  # the version, not a public name of __all__
 from .config import Imagine
 from .errors import BackendError, Cancelled, ImagineError, MissingDependency, ModelNotFound, RequestError
 from .request import Expansion, Generation, Request

@@ -29,7 +29,7 @@ def build_parser() -> UsageParser:
                              "default imagine-SEED.png")
     parser.add_argument("--native", action="store_true", help="save the model's own pixels instead of the enlarged view of small images")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress and no caption")
-    add_arguments(parser, "cli")
+    add_arguments(parser)
     return parser
 
 
@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
 def render_main(argv: list[str]) -> int:
     from . import default_session
     from .display import enlarged
-    from .progress import TextProgress
     from .pngmeta import save_png
+    from .progress import TextProgress
     from .request import Request
 
     args = build_parser().parse_args(argv)

@@ -54,14 +54,14 @@ THUMBNAIL = 64
 
 
 def thumbnail_b64(image, size: int = THUMBNAIL) -> str:
-    """A small PNG (about `size` px on its longer side, a few KB) as base64: the one thumbnail helper."""
+    """A small JPEG (about `size` px on its longer side, one or two KB) as base64: the one thumbnail helper."""
     from PIL import Image
 
     small = image.convert("RGB")
     factor = size / max(small.size)
     small = small.resize((max(1, round(small.width * factor)), max(1, round(small.height * factor))), Image.Resampling.BOX)
     buffer = io.BytesIO()
-    small.save(buffer, format="PNG", optimize=True)
+    small.save(buffer, format="JPEG", quality=80)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

@@ -27,7 +27,7 @@ SUBCOMMANDS = {
 
 def cell_parser() -> UsageParser:
     parser = UsageParser(prog="%%imagine", add_help=False, error_class=UsageError)
-    add_arguments(parser, "magic")
+    add_arguments(parser)
     parser.add_argument("--out", metavar="NAME", help="also store the result (a Generation) in the variable NAME")
     parser.add_argument("--interactive", action="store_true", help="show the interactive panel (sliders, editable prompt, Generate)")
     return parser
@@ -151,7 +151,7 @@ class ImagineMagics(Magics):
 
         parser = UsageParser(prog="%imagine rerun", add_help=False, error_class=UsageError)
         parser.add_argument("entry", help="an entry number from %imagine history, or a PNG file ipyimagine wrote")
-        add_arguments(parser, "rerun")
+        add_arguments(parser)
         with _one_line():
             args = parser.parse_args(split_line(arguments))
             changes = given_options(args)

@@ -3,7 +3,7 @@
 Every picture output (a cell, a sweep grid, a panel render) carries its history entries under one key,
 
     {"ipyimagine": {"format": 2, "kind": "generation" | "grid" | "panel", "entries": [record, ...],
-                    "thumbnails": [base64 PNG, ...]}}      # thumbnails: grids only, one small one per entry
+                    "thumbnails": [base64 JPEG, ...]}}     # thumbnails: grids only, one small one per entry
 
 so a reopened, shared or exported notebook lists what was made in it. Older notebooks (format 1: a record
 directly under "ipyimagine", or under "ipyimagine-grid" / "ipyimagine-panel") are read too. Notebook files are
@@ -72,7 +72,8 @@ def record_problem(record) -> str | None:
 
 
 def safe_thumbnail(data_b64) -> str | None:
-    """A small PNG made again from untrusted base64 image data (None if it is not a picture)."""
+    """A small JPEG made again from untrusted base64 image data (None if it is not a picture): nothing from the
+    file is passed on as it was."""
     from .display import thumbnail_b64
 
     if not isinstance(data_b64, str):
@@ -142,7 +143,7 @@ def read_notebook(path: Path) -> tuple[list[tuple[dict, str | None]], list[str]]
 class Row:
     number: str  # what `%imagine rerun N` takes
     record: dict
-    thumbnail: str | None  # small base64 PNG, made by ipyimagine
+    thumbnail: str | None  # small base64 JPEG, made by ipyimagine
     source: str  # "kernel", "notebook" or "kernel + notebook"
 
 

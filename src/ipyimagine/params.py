@@ -15,8 +15,9 @@ import argparse
 import difflib
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 MAX_SEED = 2**32 - 1
 MAX_PIXELS = 2048 * 2048  # per image
@@ -107,9 +108,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("model", ("--model",), str, "the renderer's model: a Hugging Face id or a local folder (default: the backend's own; "
            "for diffusers the bundled shapes model)", metavar="ID", config="model", record="model", infotext="Model", panel="text"),
     Option("expander", ("--expander",), str, "who expands the idea into a detailed prompt: auto, template (offline), openai, "
-           "or another installed one", metavar="NAME", config="expander", record="expander.name", infotext="Expander"),
+           "or another installed one", metavar="NAME", config="expander", infotext="Expander", faces=EVERY_FACE - {"rerun"}),
     Option("expand", ("--no-expand",), bool, "render the idea exactly as written", default=True, switch=False, config="expand",
-           panel="checkbox"),
+           panel="checkbox", faces=EVERY_FACE - {"rerun"}),
     Option("prompt", ("--prompt",), str, "render this prompt as written instead of expanding the idea (the idea stays the headline)",
            metavar="TEXT", record="prompt"),
     Option("style", ("--style",), str, "style preset, e.g. photo, watercolor, pixel-art (%imagine styles)", metavar="NAME",
@@ -132,11 +133,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("base_url", ("--openai-base-url",), str, "an OpenAI-compatible server for this cell (expander and renderer), "
            "e.g. http://localhost:11434/v1", metavar="URL", config="openai_base_url"),
     Option("candidates", ("--candidates",), int, "write K expansions (1-8); the caption lists them all", metavar="K",
-           low=1, high=8, default=1),
-    Option("pick", ("--pick",), int, "render candidate I of --candidates", metavar="I", low=1, high=8, default=1),
+           low=1, high=8, default=1, faces=EVERY_FACE - {"rerun"}),
+    Option("pick", ("--pick",), int, "render candidate I of --candidates", metavar="I", low=1, high=8, default=1,
+           faces=EVERY_FACE - {"rerun"}),
     Option("sweep", ("--sweep",), list, "a labelled grid over seed, steps, guidance, style, size or expand: guidance=3,7,11, "
            "seed=1-4, steps=10-30 (+10), guidance=1-9 [5]; twice for rows", metavar="NAME=VALUES",
-           faces=frozenset({"magic", "cli", "python"})),
+           faces=EVERY_FACE - {"rerun", "interactive"}),
     Option("cache", ("--no-cache",), bool, "make it fresh even if the cache has it (the new result replaces the cached one)",
            default=True, switch=False, config="cache"),
     Option("save", ("--save",), str, "also write each image to DIR as a PNG carrying its recipe", metavar="DIR", config="save_dir"),
@@ -191,9 +193,10 @@ class UsageParser(argparse.ArgumentParser):
         raise self.error_class(f"{self.prog}: {message}.")
 
 
-def add_arguments(parser: argparse.ArgumentParser, face: str) -> None:
-    """The table's options for one face as argparse arguments (each `dest` is the Request field)."""
-    for opt in options_for(face):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every option of the table as argparse arguments (each `dest` is the Request field). A face that cannot
+    honour one still parses it, then refuses it in one sentence (`refuse_unsupported`): it never drops one."""
+    for opt in OPTIONS:
         if opt.switch is not None:
             parser.add_argument(*opt.flags, dest=opt.name, action="store_const", const=opt.switch, default=None, help=opt.help)
         elif opt.kind is list:

@@ -11,7 +11,6 @@ from typing import Any
 
 from ._version import __version__
 from .errors import RequestError
-
 from .params import MAX_PIXELS, MAX_SEED, OPTIONS, parse_size  # noqa: F401  (parse_size: public helper)
 
 
@@ -34,7 +33,7 @@ class _RequestMethods:
         _check(self)
 
     @classmethod
-    def from_options(cls, idea: str, size=None, **options: Any) -> "Request":
+    def from_options(cls, idea: str, size=None, **options: Any) -> Request:
         """A Request from keyword options as `imagine()`, the panel and rerun spell them (None: not set)."""
         import difflib
 
@@ -55,7 +54,7 @@ class _RequestMethods:
         """The options the user set (differing from the table's defaults)."""
         return {o.name: getattr(self, o.name) for o in OPTIONS if getattr(self, o.name) != o.default}
 
-    def with_defaults(self, **defaults: Any) -> "Request":
+    def with_defaults(self, **defaults: Any) -> Request:
         """A copy where every unset field takes the given default."""
         filled = {k: v for k, v in defaults.items() if getattr(self, k) is None and v is not None}
         return replace(self, **filled)

@@ -19,7 +19,7 @@ from . import registry
 from .cache import Cache, key_of
 from .config import Imagine
 from .errors import RequestError
-from .params import MAX_SEED, from_record
+from .params import MAX_SEED, from_record, refuse_unsupported
 from .renderers import Rendered, RenderJob
 from .request import Expansion, Generation, Request, public_url
 from .styles import get_style
@@ -213,6 +213,7 @@ class Session:
     def rerun(self, record: dict, on_step=None, cancelled=None, **changes) -> Generation:
         """Make a history entry again: its rendered prompt as it was (no new expansion), its settings and seed.
         The idea stays the entry's idea. Keyword `changes` (seed=9, steps=30, ...) remix it."""
+        refuse_unsupported("rerun", changes, "with rerun: it renders the entry's own prompt again")
         values = from_record(record)
         values.update(style=None, expand=False)  # the recorded prompt already holds the expansion and the style
         params = record.get("params") or {}

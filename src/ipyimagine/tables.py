@@ -97,5 +97,5 @@ class HistoryTable:
         notes = "".join(f"<div style='color:#a60'>{e(n)}</div>" for n in self.notes)
         if not self.rows:
             return f"<p>{e(self.title)}: nothing yet</p>{notes}"
-        thumbs = [f"<img src='data:image/png;base64,{e(r.thumbnail)}' width='{THUMBNAIL}'>" if r.thumbnail else "" for r in self.rows]
+        thumbs = [f"<img src='data:image/jpeg;base64,{e(r.thumbnail)}' width='{THUMBNAIL}'>" if r.thumbnail else "" for r in self.rows]
         return f"<p><b>{e(self.title)}</b></p>" + _html_table(self.header, [self.cells(r) for r in self.rows], thumbs) + notes

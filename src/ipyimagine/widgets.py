@@ -240,7 +240,10 @@ class Panel:
                 return self._cancel_requested or token != self._token
 
             try:
-                generation = self.session.imagine(request, on_step=lambda done, total: self._step(done, total, token), cancelled=stale)
+                def on_step(done, total, token=token):
+                    self._step(done, total, token)
+
+                generation = self.session.imagine(request, on_step=on_step, cancelled=stale)
             except Cancelled:
                 if self._cancel_requested and token == self._token:
                     self.status.value = "cancelled"
@@ -292,7 +295,7 @@ class Panel:
         from .display import thumbnail_b64
 
         width = f"{THUMB}px"
-        image = w.Image(value=base64.b64decode(thumbnail_b64(generation.image, THUMB)), format="png", layout=w.Layout(width=width))
+        image = w.Image(value=base64.b64decode(thumbnail_b64(generation.image, THUMB)), format="jpeg", layout=w.Layout(width=width))
         recall = w.Button(description="recall", tooltip="restore all its settings", layout=w.Layout(width=width))
         seed = w.Button(description="seed", tooltip=f"use its seed, {generation.seed}", layout=w.Layout(width=width))
         recall.on_click(lambda _: self.recall(generation))

@@ -13,8 +13,9 @@ resolved job, and only then calls `render(job, on_step, cancelled)` for the seed
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 GUIDANCE_KINDS = ("cfg", "distilled", "none")  # classifier-free; embedded in a distilled model; not used
 

@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import Cancelled, MissingDependency, ModelNotFound
-from . import RenderJob, Rendered, unused
+from . import Rendered, RenderJob, unused
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "models" / "shapes"
 BUNDLED_NAME = "ipyimagine/shapes"  # how the bundled model is named in records and captions

@@ -14,7 +14,7 @@ import time
 
 from .. import openai_support
 from ..errors import BackendError, RequestError
-from . import RenderJob, Rendered, unused
+from . import Rendered, RenderJob, unused
 
 STANDARD_SIZES = ("1024x1024", "1536x1024", "1024x1536")
 # GPT image models as listed by the openai SDK (3.54): sizes, qualities, and price per image at
