@@ -11,7 +11,7 @@ import random
 import threading
 import time
 import uuid
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from . import registry
 from .cache import Cache, key_of
 from .config import Imagine
 from .errors import RequestError
-from .params import MAX_SEED, from_record, refuse_unsupported
+from .params import BY_NAME, MAX_SEED, from_record, refuse_unsupported
 from .renderers import Rendered, RenderJob
 from .request import Expansion, Generation, Request, public_url
 from .styles import get_style
@@ -79,11 +79,9 @@ class Session:
     def resolved_job(self, request: Request, prompt: str = "", negative: str = "", seeds: tuple[int, ...] = (0,)) -> RenderJob:
         """The RenderJob for a filled request, as the backend resolves it (its own defaults in, unused settings out)."""
         renderer = self.renderer(request.backend)
-        job = RenderJob(
-            prompt=prompt, negative_prompt=negative, model=request.model, width=request.width, height=request.height,
-            steps=request.steps, guidance=request.guidance, seeds=seeds, quality=request.quality, base_url=request.base_url,
-        )
-        job = renderer.resolve(job)
+        carried = [f.name for f in fields(RenderJob) if f.name in BY_NAME and f.name != "prompt"]  # options the job carries
+        taken = {name: getattr(request, name) for name in carried}
+        job = renderer.resolve(RenderJob(prompt=prompt, negative_prompt=negative, seeds=seeds, **taken))
         if request.negative and not getattr(renderer, "takes_negative", True):
             job = replace(job, notes=job.notes + (f"--negative has no effect with the {renderer.name} backend; it was not used.",))
         return job
