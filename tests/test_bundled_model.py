@@ -45,9 +45,11 @@ def test_an_idea_outside_its_world_still_renders_with_a_one_line_note():
     assert gen.image.size == (64, 64) and gen.model == "ipyimagine/shapes"
     assert gen.params["guidance"] == 2.0  # what its folder recommends: at 5 it mixes up neighbouring colours
     assert ipyimagine.panel("a red circle", session=session).controls["guidance"].value == 2.0
-    assert any(note.startswith("The bundled model only knows simple coloured shapes") for note in gen.notes)
+    assert any(note.startswith("The bundled model does not know 'lighthouse', 'storm': it knows the colours red") for note in gen.notes)
     inside = session.imagine(Request("a red circle on a blue background", seed=1, steps=4))
-    assert not any("only knows" in note for note in inside.notes)
+    assert not any("bundled model" in note for note in inside.notes)
+    pink = session.imagine(Request("a pink triangle", seed=1, steps=4))  # a colour it does not know, named
+    assert [n for n in pink.notes if "bundled model" in n][0].startswith("The bundled model does not know 'pink'")
 
 
 def test_the_template_expansion_still_draws_the_idea():

@@ -82,3 +82,20 @@ def test_interrupt_stops_the_render_with_one_line_and_the_next_cell_works(kernel
     seen = messages_until_idle(client, msg_id)
     assert any("image/png" in m["content"].get("data", {}) for m in seen)
     assert client.get_shell_msg(timeout=10)["content"]["status"] == "ok"
+
+
+def test_interrupt_while_the_panel_renders_its_first_picture_stops_it_and_the_next_cell_starts_at_once(kernel):
+    manager, client = kernel
+    msg_id = client.execute("%%imagine --interactive --seed 3 --steps 150 -n 8\na red circle")
+    time.sleep(4)  # the panel's worker is rendering (the cell waits for its first picture)
+    manager.interrupt_kernel()
+    seen = messages_until_idle(client, msg_id)
+    reply = client.get_shell_msg(timeout=10)["content"]
+    assert reply["status"] == "error" and reply["ename"] == "UsageError"
+    [printed] = [m["content"]["text"] for m in seen if m["msg_type"] == "stream"]
+    assert printed == "UsageError: Interrupted; the panel's render was stopped. The next cell runs as usual.\n"
+
+    started = time.time()
+    msg_id = client.execute("%%imagine --seed 3 --steps 2\na red circle")
+    seen = messages_until_idle(client, msg_id)
+    assert any("image/png" in m["content"].get("data", {}) for m in seen) and time.time() - started < 20

@@ -115,7 +115,8 @@ def render_main(argv: list[str]) -> int:
     if progress:
         progress.start("expanding the idea, loading the model and rendering")
     try:
-        result = default_session().run(request, on_step=progress.step if progress else None)
+        result = default_session().run(request, on_step=progress.step if progress else None,
+                                       on_notice=progress.notice if progress else None)
     finally:
         if progress:
             progress.close()

@@ -41,8 +41,34 @@ class _Settings(Configurable):
                           "which `ipyimagine history` reads.").tag(config=True)
     cache_size_mb = CInt(500, help="Size cap of the cache (IPYIMAGINE_CACHE, else the user cache directory); "
                                    "the least recently used entries go first.").tag(config=True)
+    max_pixels = CInt(None, allow_none=True, help="Largest picture (width x height) a cell may ask for; None: no cap below "
+                                                  "ipyimagine's own 2048x2048.").tag(config=True)
     allow_download = Bool(True, help="Let the diffusers backend download a model id that is not in the local cache "
                                      "(ignored when HF_HUB_OFFLINE=1).").tag(config=True)
+
+    def check(self) -> None:
+        """Each setting that could make a later step fail, checked at first use with one sentence naming it."""
+        from .errors import RequestError
+
+        if self.device not in ("auto", "cuda", "mps", "cpu") and not self.device.startswith("cuda:"):
+            raise RequestError(f"Imagine.device must be 'auto', 'cuda', 'mps' or 'cpu', got {self.device!r}.")
+        if self.threads is None or self.threads < 0:
+            raise RequestError(f"Imagine.threads must be 0 (PyTorch's own choice) or more, got {self.threads!r}.")
+        for name in ("openai_timeout", "openai_image_timeout"):
+            if not getattr(self, name) > 0:
+                raise RequestError(f"Imagine.{name} must be a number of seconds above 0, got {getattr(self, name)!r}.")
+        if self.openai_max_retries < 0:
+            raise RequestError(f"Imagine.openai_max_retries must be 0 or more, got {self.openai_max_retries!r}.")
+        if self.cache_size_mb < 0:
+            raise RequestError(f"Imagine.cache_size_mb must be 0 or more, got {self.cache_size_mb!r}.")
+        if self.max_pixels is not None and self.max_pixels < 64:
+            raise RequestError(f"Imagine.max_pixels must be at least 64 (or None), got {self.max_pixels!r}.")
+        if self.save_dir:
+            from pathlib import Path
+
+            folder = Path(self.save_dir).expanduser()
+            if folder.exists() and not folder.is_dir():
+                raise RequestError(f"Imagine.save_dir {self.save_dir!r} is a file, not a folder.")
 
     def resolve(self, name: str, offline_default: str) -> str:
         """'auto' -> 'openai' when OpenAI (or a compatible server) is configured, else the offline default."""

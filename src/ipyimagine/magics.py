@@ -69,7 +69,7 @@ class ImagineMagics(Magics):
             request = Request.from_options(idea, **given)
         if args.interactive:
             return self._panel(request, args.out)
-        self._show(lambda on_step: self.session.run(request, on_step=on_step), out=args.out)
+        self._show(lambda on_step, on_notice: self.session.run(request, on_step=on_step, on_notice=on_notice), out=args.out)
 
     def _panel(self, request: Request, out: str | None):
         from .widgets import Panel
@@ -166,10 +166,10 @@ class ImagineMagics(Magics):
                 record = read_record(args.entry)
             if record is None:
                 raise UsageError(f"{args.entry!r} carries no ipyimagine recipe (it was not written by ipyimagine).")
-        return self._show(lambda on_step: self.session.rerun(record, on_step=on_step, **changes))
+        return self._show(lambda on_step, on_notice: self.session.rerun(record, on_step=on_step, on_notice=on_notice, **changes))
 
     def _show(self, make, out: str | None = None):
-        """Run `make(on_step)` with progress, then show the picture and caption (shared by %%imagine and rerun)."""
+        """Run `make(on_step, on_notice)` with progress, then show the picture and caption (%%imagine and rerun)."""
         from IPython.display import display
 
         from .display import html_caption
@@ -178,7 +178,7 @@ class ImagineMagics(Magics):
         progress = NotebookProgress() if in_notebook else TextProgress()
         try:
             with _one_line():
-                result = make(progress.step)
+                result = make(progress.step, progress.notice)
         except KeyboardInterrupt:
             progress.close()
             at = f" at step {progress.done} of {progress.total}" if progress.total else ""

@@ -18,10 +18,15 @@ INSTALL_HINT = "pip install 'ipyimagine[openai]'"
 _KEY_SHAPES = re.compile(r"(sk-[A-Za-z0-9_\-*]{6,}|Bearer\s+\S+)")
 
 
-def redact(text: str) -> str:
+def redact(text: str, base_url: str | None = None) -> str:
+    """The text without the API key, anything shaped like one, or the credentials of the server address."""
+    from .request import url_secrets
+
     key = os.environ.get("OPENAI_API_KEY", "")
     if key:
         text = text.replace(key, "[key]")
+    for secret in url_secrets(base_url):
+        text = text.replace(secret, "[redacted]")
     return _KEY_SHAPES.sub("[key]", text)
 
 
@@ -72,7 +77,8 @@ def make_client(base_url: str | None, timeout: float, max_retries: int):
     return openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=max_retries)
 
 
-def explain(error: Exception, host: str, what: str, timeout: float, max_retries: int, prompt: str | None = None) -> BackendError:
+def explain(error: Exception, host: str, what: str, timeout: float, max_retries: int, prompt: str | None = None,
+            base_url: str | None = None) -> BackendError:
     """One sentence for an SDK error, by status and code (never by parsing the text, which varies by SDK version)."""
     import openai
 
@@ -81,7 +87,7 @@ def explain(error: Exception, host: str, what: str, timeout: float, max_retries:
     code = getattr(error, "code", None)
     body = getattr(error, "body", None)
     said = body.get("message") if isinstance(body, dict) else None  # the server's words, without the SDK's prefix
-    server_says = redact(str(said or "")).strip().splitlines()
+    server_says = redact(str(said or ""), base_url).strip().splitlines()
     detail = f": {server_says[0][:160]}" if server_says else ""
     if isinstance(error, openai.APITimeoutError):
         message = f"{host} did not answer the {what} within {timeout:g} s ({tries}); try again, or raise Imagine.openai_timeout."
@@ -109,4 +115,4 @@ def explain(error: Exception, host: str, what: str, timeout: float, max_retries:
         message = f"{host} answered {status} to the {what}{detail}."
     else:
         message = f"The {what} failed: {type(error).__name__}{detail}."
-    return BackendError(redact(message))
+    return BackendError(redact(message, base_url))

@@ -19,6 +19,13 @@ class TextProgress:
         self._last_tenth = -1
         self.terminal = bool(getattr(self.stream, "isatty", lambda: False)())
 
+    def notice(self, text: str) -> None:
+        """A note before the render starts (it will be slow, an option has no effect): its own line."""
+        self.close()
+        self.stream.write(f"ipyimagine: {text}\n")
+        self.stream.flush()
+        self._drawn = False
+
     def start(self, text: str) -> None:
         """Say what happens before the first step (loading a model can take a while)."""
         self.stream.write(f"ipyimagine: {text}…" + ("" if self.terminal else "\n"))
@@ -55,16 +62,24 @@ class NotebookProgress:
 
         self.label, self.started = label, time.perf_counter()
         self.done = self.total = 0
+        self.notices: list[str] = []
         self._last = 0.0
         self.handle = display(self._bar(), display_id=True, raw=True)
 
     def _bar(self) -> dict:
         elapsed = time.perf_counter() - self.started
         text = f"{self.label}: step {self.done} of {self.total or '?'}, {elapsed:.1f} s"
+        notes = "".join(f"<div style='color:#a60'>{html.escape(n)}</div>" for n in self.notices)
         return {
-            "text/html": f"<progress value='{self.done}' max='{self.total or 1}' style='width:20em'></progress> <span>{html.escape(text)}</span>",
-            "text/plain": text,
+            "text/html": f"<progress value='{self.done}' max='{self.total or 1}' style='width:20em'></progress> "
+                         f"<span>{html.escape(text)}</span>{notes}",
+            "text/plain": "\n".join([text, *self.notices]),
         }
+
+    def notice(self, text: str) -> None:
+        """A note shown under the bar while it renders (the caption keeps it afterwards)."""
+        self.notices.append(text)
+        self.handle.update(self._bar(), raw=True)
 
     def step(self, done: int, total: int) -> None:
         self.done, self.total = done, total

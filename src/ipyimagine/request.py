@@ -88,6 +88,21 @@ def public_url(url: str | None) -> str | None:
     return f"{parts.scheme}://{host}{port}"
 
 
+def url_secrets(url: str | None) -> list[str]:
+    """The parts of a server address that may be credentials (user, password, path, query), for redacting messages."""
+    if not url:
+        return []
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    try:
+        parts = urlsplit(str(url))
+        found = [parts.username, parts.password, parts.query, *(v for _, v in parse_qsl(parts.query))]
+    except ValueError:
+        return [str(url)]
+    found += [unquote(p) for p in parts.path.split("/") if len(p) >= 12]  # long path segments: tokens hide there
+    return sorted({s for s in found if s and len(s) >= 3}, key=len, reverse=True)
+
+
 def public_request(request) -> dict:
     """The request as a record keeps it: plain data, server addresses without credentials."""
     data = asdict(request)

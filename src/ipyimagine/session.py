@@ -54,14 +54,16 @@ class Session:
         return self._expanders[name]
 
     # ------------------------------------------------------------------ the faces call these
-    def run(self, request: Request, on_step=None, cancelled=None):
-        """A Generation, or a sweep's Grid when the request has --sweep."""
+    def run(self, request: Request, on_step=None, cancelled=None, on_notice=None):
+        """A Generation, or a sweep's Grid when the request has --sweep. `on_notice(text)` hears, before a render
+        starts, what the backend will not use or what will make it slow."""
         if request.sweep:
-            return self.sweep(request, on_step=on_step, cancelled=cancelled)
-        return self.imagine(request, on_step=on_step, cancelled=cancelled)
+            return self.sweep(request, on_step=on_step, cancelled=cancelled, on_notice=on_notice)
+        return self.imagine(request, on_step=on_step, cancelled=cancelled, on_notice=on_notice)
 
     def filled(self, request: Request) -> Request:
         """The request with the configured defaults where it says nothing, and 'auto' choices made."""
+        self.config.check()
         defaults = self.config.request_defaults()
         backend = self.config.resolve(request.backend or defaults["backend"] or "auto", "diffusers")
         model_owner = "diffusers" if (defaults["backend"] or "auto") == "auto" else defaults["backend"]
@@ -81,7 +83,7 @@ class Session:
         renderer = self.renderer(request.backend)
         carried = [f.name for f in fields(RenderJob) if f.name in BY_NAME and f.name != "prompt"]  # options the job carries
         taken = {name: getattr(request, name) for name in carried}
-        job = renderer.resolve(RenderJob(prompt=prompt, negative_prompt=negative, seeds=seeds, **taken))
+        job = renderer.resolve(RenderJob(prompt=prompt, negative_prompt=negative, seeds=seeds, idea=request.idea, **taken))
         if request.negative and not getattr(renderer, "takes_negative", True):
             job = replace(job, notes=job.notes + (f"--negative has no effect with the {renderer.name} backend; it was not used.",))
         return job
@@ -90,7 +92,7 @@ class Session:
         """What a backend will use for a request's unset settings (the panel's starting values)."""
         return self.resolved_job(self.filled(request))
 
-    def imagine(self, request: Request, on_step=None, cancelled=None, save_dir: str | None = None) -> Generation:
+    def imagine(self, request: Request, on_step=None, cancelled=None, on_notice=None) -> Generation:
         """Make the pictures a request asks for. `on_step(done, total)` reports progress; `cancelled()` returning
         True stops the render at its next step."""
         started = time.perf_counter()
@@ -122,6 +124,13 @@ class Session:
         # 4. The backend resolves its defaults: the cache key and the record are made from what will really be used.
         job = self.resolved_job(request, prompt, negative, seeds)
         expansion = replace(expansion, prompt=prompt, negative_prompt=job.negative_prompt)
+        limit = self.config.max_pixels
+        if limit and job.width and job.height and job.width * job.height > limit:
+            raise RequestError(f"--size {job.width}x{job.height} is {job.width * job.height:,} pixels, more than Imagine.max_pixels "
+                               f"({limit:,}); ask for a smaller size or raise the limit.")
+        if on_notice is not None:
+            for note in job.notes:
+                on_notice(note)
 
         # 5. Render the images the cache does not have.
         rendered, cache_notes = self._render(renderer, job, request.cache, on_step, cancelled)
@@ -147,7 +156,7 @@ class Session:
             id=uuid.uuid4().hex[:10],
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
-        return self._keep(generation, save_dir or request.save)
+        return self._keep(generation, request.save)
 
     def _keep(self, generation: Generation, save_dir: str | None) -> Generation:
         """History, the user log and --save: each write that fails costs a note, never the picture."""
@@ -164,15 +173,18 @@ class Session:
                     folder.mkdir(parents=True, exist_ok=True)
                     files.append(str(save_png(image, folder / f"{generation.id}-{seed}.png", record, i)))
                 except OSError as error:
-                    notes.append(f"The picture was not written to {save_dir!r} ({error.strerror or type(error).__name__}).")
+                    why = "it is a file, not a folder" if isinstance(error, (FileExistsError, NotADirectoryError)) else (
+                        error.strerror or type(error).__name__)
+                    notes.append(f"The picture was not written to {save_dir!r} ({why}).")
                     break
         generation = replace(generation, files=tuple(files), notes=tuple(notes))
         self.history.append(generation)
         if self.config.log:
             try:
                 userlog.log_record(generation.record())
-            except Exception as error:  # the log must never cost the user the picture
-                generation = replace(generation, notes=generation.notes + (f"Not logged: {_reason(error)}; the picture is fine.",))
+            except (Exception, KeyboardInterrupt) as error:  # the log never costs the picture; an entry is logged or says not
+                why = "interrupted" if isinstance(error, KeyboardInterrupt) else _reason(error)
+                generation = replace(generation, notes=generation.notes + (f"Not logged: {why}; the picture is fine.",))
                 self.history[-1] = generation
         return generation
 
@@ -182,7 +194,7 @@ class Session:
         expander = self.expander(request.expander)
         return [self._expand(expander, request, variant) for variant in range(request.candidates)]
 
-    def sweep(self, request: Request, on_step=None, cancelled=None):
+    def sweep(self, request: Request, on_step=None, cancelled=None, on_notice=None):
         """One generation per value (or pair of values) of the swept settings, shown as a labelled grid."""
         from .sweep import Grid, apply, plan
 
@@ -198,7 +210,8 @@ class Session:
                 cell = apply(base, x, vx)
                 cells.append(apply(cell, y, vy) if y else cell)  # every cell is checked before the first one renders
         started = time.perf_counter()
-        generations = [self.imagine(cell, on_step=_cell_progress(on_step, i, len(cells)), cancelled=cancelled)
+        generations = [self.imagine(cell, on_step=_cell_progress(on_step, i, len(cells)), cancelled=cancelled,
+                                    on_notice=on_notice if i == 0 else None)
                        for i, cell in enumerate(cells)]
         grid = Grid(generations, x, y, seconds=time.perf_counter() - started)
         if request.save:
@@ -208,7 +221,7 @@ class Session:
                 grid.notes.append(f"The grid was not written to {request.save!r} ({error.strerror or type(error).__name__}).")
         return grid
 
-    def rerun(self, record: dict, on_step=None, cancelled=None, **changes) -> Generation:
+    def rerun(self, record: dict, on_step=None, cancelled=None, on_notice=None, **changes) -> Generation:
         """Make a history entry again: its rendered prompt as it was (no new expansion), its settings and seed.
         The idea stays the entry's idea. Keyword `changes` (seed=9, steps=30, ...) remix it."""
         refuse_unsupported("rerun", changes, "with rerun: it renders the entry's own prompt again")
@@ -222,7 +235,7 @@ class Session:
                                    "server's full address to make it again.")
         values.update({k: v for k, v in changes.items() if v is not None})
         return self.imagine(Request.from_options(record.get("idea") or values["prompt"], **values),
-                            on_step=on_step, cancelled=cancelled)
+                            on_step=on_step, cancelled=cancelled, on_notice=on_notice)
 
     def cache(self) -> Cache:
         return Cache(max_bytes=self.config.cache_size_mb * 2**20)

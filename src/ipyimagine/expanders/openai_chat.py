@@ -75,7 +75,7 @@ class OpenAIChatExpander:
 
             response = client.chat.completions.create(**request)
         except openai.OpenAIError as error:
-            raise openai_support.explain(error, host, "prompt expansion", timeout, retries) from None
+            raise openai_support.explain(error, host, "prompt expansion", timeout, retries, base_url=base_url) from None
 
         details = {
             "base_url_host": host,

@@ -37,13 +37,14 @@ class RenderJob:
     guidance_kind: str | None = None  # one of GUIDANCE_KINDS, set by resolve
     seed_honoured: bool = True  # False: the backend takes no seed, so the seed does not reproduce the picture
     notes: tuple[str, ...] = ()  # what resolve changed or ignored, in one sentence each (not part of the cache key)
+    idea: str = ""  # the user's own words, for notes about them (not part of the cache key: the prompt is)
 
     def identity(self) -> dict:
         """What determines the pictures (the cache key's part from the job): every field but the seeds and notes."""
         from dataclasses import asdict
 
         found = asdict(self)
-        for name in ("seeds", "notes"):
+        for name in ("seeds", "notes", "idea"):
             found.pop(name)
         return found
 

@@ -11,12 +11,13 @@ import importlib.util
 import inspect
 import json
 import os
+import re
 import time
 import warnings
 from functools import lru_cache
 from pathlib import Path
 
-from ..errors import Cancelled, MissingDependency, ModelNotFound
+from ..errors import BackendError, Cancelled, MissingDependency, ModelNotFound, RequestError
 from . import Rendered, RenderJob, unused
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "models" / "shapes"
@@ -182,12 +183,17 @@ class DiffusersRenderer:
         steps = job.steps or _whole(recommended.get("steps")) or DEFAULT_STEPS
         guidance = job.guidance if job.guidance is not None else self.default_guidance(model)
         width, height = job.width, job.height
-        if width is None or height is None:
-            native = native_size(_model_folder(model))
-            if native is not None:
-                width, height = width or native[0], height or native[1]
-        return replace(job, model=model or BUNDLED_NAME, steps=steps, guidance=guidance, width=width, height=height,
-                       guidance_kind="cfg", seed_honoured=True)
+        native = native_size(_model_folder(model))
+        if native is not None and (width is None or height is None):
+            width, height = width or native[0], height or native[1]
+        notes = job.notes
+        if native and width and height and width * height >= 16 * native[0] * native[1]:
+            factor = width * height / (native[0] * native[1])
+            notes += (f"{width}x{height} is {factor:.0f} times the pixels of the model's own {native[0]}x{native[1]}: each step "
+                      f"costs about that much more, so this will be slow (Imagine.max_pixels can cap sizes).",)
+        job = replace(job, model=model or BUNDLED_NAME, steps=steps, guidance=guidance, width=width, height=height,
+                      guidance_kind="cfg", seed_honoured=True, notes=notes)
+        return replace(job, notes=job.notes + tuple(self._vocabulary_notes(job)))
 
     def fingerprint(self, model: str | None) -> str:
         """Local weights are identified by their files (a retrained folder must not hit the old cache)."""
@@ -201,6 +207,11 @@ class DiffusersRenderer:
     # -------------------------------------------------------------- loading
     def _device(self, torch) -> str:
         wanted = getattr(self.config, "device", "auto") or "auto"
+        if wanted.startswith("cuda") and not torch.cuda.is_available():
+            raise RequestError(f"Imagine.device is {wanted!r} but CUDA is not available here (torch {torch.__version__}); "
+                               "use 'auto' or 'cpu'.")
+        if wanted == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise RequestError("Imagine.device is 'mps' but Apple's MPS is not available here; use 'auto' or 'cpu'.")
         if wanted != "auto":
             return wanted
         if torch.cuda.is_available():
@@ -313,9 +324,12 @@ class DiffusersRenderer:
             if "negative_prompt" in accepted and job.negative_prompt:
                 arguments["negative_prompt"] = job.negative_prompt
             with torch.inference_mode():
-                images.append(pipe(**{k: v for k, v in arguments.items() if k in accepted}).images[0])
+                try:
+                    images.append(pipe(**{k: v for k, v in arguments.items() if k in accepted}).images[0])
+                except (TypeError, ValueError, RuntimeError, IndexError, AttributeError) as error:  # the pipeline's own check
+                    raise BackendError(f"{type(pipe).__name__} could not render this: {_first_line(error)}") from None
 
-        notes += self._truncation_notes(pipe, job) + self._vocabulary_notes(job)
+        notes += self._truncation_notes(pipe, job)
         folder = BUNDLED_DIR if job.model in (None, BUNDLED_NAME) else Path(job.model).expanduser()
         model_hash = self.fingerprint(job.model)[:10] if folder.is_dir() else None
         width, height = images[0].size
@@ -355,17 +369,22 @@ class DiffusersRenderer:
         return [f"The model reads {limit} tokens; the prompt was cut after “…{tail}”."]
 
     def _vocabulary_notes(self, job: RenderJob) -> list[str]:
-        """The bundled model draws only its shapes world; say so when a prompt asks for anything else."""
+        """The bundled model draws only its shapes world: name the words of the idea it does not know."""
         vocab = bundled_vocabulary()
         if job.model not in (None, BUNDLED_NAME) or not vocab:
             return []
-        words = set(job.prompt.lower().replace(",", " ").split())
-        if words & set(vocab.get("colours", [])) and words & set(vocab.get("shapes", [])):
-            return []
-        return [
-            "The bundled model only knows simple coloured shapes (e.g. 'a red circle on the left on a blue background'); "
-            "for anything else use --model with a Hugging Face id or folder (e.g. stabilityai/sd-turbo) or --backend openai."
-        ]
+        words = re.findall(r"[a-z]+", (job.idea or job.prompt).lower())
+        known = set(vocab.get("words", [])) | set(vocab.get("colours", [])) | set(vocab.get("shapes", [])) | set(vocab.get("places", []))
+        unknown = list(dict.fromkeys(w for w in words if w not in known))
+        knows = (f"it knows the colours {', '.join(vocab.get('colours', []))}, the shapes {', '.join(vocab.get('shapes', []))} "
+                 f"and the places {', '.join(vocab.get('places', []))}")
+        elsewhere = "for anything else use --model with a Hugging Face id or folder (e.g. stabilityai/sd-turbo) or --backend openai"
+        if unknown:
+            shown = ", ".join(repr(w) for w in unknown[:6]) + (" …" if len(unknown) > 6 else "")
+            return [f"The bundled model does not know {shown}: {knows}; {elsewhere}."]
+        if not (set(words) & set(vocab.get("colours", [])) and set(words) & set(vocab.get("shapes", []))):
+            return [f"The bundled model only knows simple coloured shapes (e.g. 'a red circle on the left on a blue background'); {elsewhere}."]
+        return []
 
 
 def _version(distribution: str) -> str:

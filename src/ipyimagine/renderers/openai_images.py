@@ -140,7 +140,8 @@ class OpenAIImagesRenderer:
             try:
                 response = client.images.generate(**request)
             except openai.OpenAIError as error:
-                raise openai_support.explain(error, host, "image request", timeout, retries, prompt=job.prompt) from None
+                raise openai_support.explain(error, host, "image request", timeout, retries, prompt=job.prompt,
+                                             base_url=base_url) from None
             for item in self._items(response, host):
                 images.append(self._decode(item, host))
                 revised.append(getattr(item, "revised_prompt", None))
