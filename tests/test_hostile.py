@@ -224,10 +224,13 @@ def test_messages_name_the_option_as_typed(shell):
         run(shell, "--pick 2")
 
 
-def test_an_error_inside_a_pipeline_is_one_line_naming_it(shell, tmp_path):
-    from families import build_family
+def test_an_error_inside_a_pipeline_is_one_line_naming_it(shell, tmp_path, tiny_model):
+    import shutil
 
-    folder = build_family("sd3", tmp_path)
-    with pytest.raises(UsageError) as caught:
-        run(shell, f"--model {folder} --size 72x72 --steps 1 --no-expand")
-    assert str(caught.value).startswith("StableDiffusion3Pipeline could not render this: ") and "\n" not in str(caught.value)
+    folder = tmp_path / "short-schedule"
+    shutil.copytree(tiny_model, folder)
+    config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps({**config, "num_train_timesteps": 100}))
+    with pytest.raises(UsageError) as caught:  # the scheduler itself refuses more steps than it was trained with
+        run(shell, f"--model {folder} --steps 150 --no-expand")
+    assert str(caught.value).startswith("StableDiffusionPipeline could not render this: ") and "\n" not in str(caught.value)

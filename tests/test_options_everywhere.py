@@ -22,7 +22,7 @@ from ipyimagine.params import FACES, OPTIONS
 HERE = Path(__file__).resolve().parent
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def plugin(tmp_path_factory):
     """tests/plugins/recorder_plugin.py installed as a plugin package would be: found through its entry points."""
     site = tmp_path_factory.mktemp("site-packages")
@@ -63,6 +63,8 @@ PROBES = {
     "width": (["--width", "48"], {"width": 48}, lambda c: c.job.width == 48),
     "height": (["--height", "40"], {"height": 40}, lambda c: c.job.height == 40),
     "n": (["-n", "2"], {"n": 2}, lambda c: len(c.job.seeds) == 2),
+    "true_cfg": (["--true-cfg", "3"], {"true_cfg": 3.0}, lambda c: c.job.true_cfg == 3.0),
+    "lora": (["--lora", "my style.safetensors:0.5"], {"lora": ["my style.safetensors:0.5"]}, lambda c: c.job.lora == ("my style.safetensors:0.5",)),
     "quality": (["--quality", "high"], {"quality": "high"}, lambda c: c.job.quality == "high"),
     "base_url": (["--openai-base-url", "http://127.0.0.1:9/v1"], {"base_url": "http://127.0.0.1:9/v1"},
                  lambda c: c.job.base_url == "http://127.0.0.1:9/v1" and all(e["base_url"] == c.job.base_url for e in c.expansions)),

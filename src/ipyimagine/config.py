@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from traitlets import Bool, CFloat, CInt, Unicode, default
+from traitlets import Bool, CFloat, CInt, List, Unicode, default
 from traitlets.config import Configurable
 
 from .params import OPTIONS
@@ -41,6 +41,12 @@ class _Settings(Configurable):
                           "which `ipyimagine history` reads.").tag(config=True)
     cache_size_mb = CInt(500, help="Size cap of the cache (IPYIMAGINE_CACHE, else the user cache directory); "
                                    "the least recently used entries go first.").tag(config=True)
+    offload = Unicode("none", help="Memory mode of local models on a GPU: 'none' (all on the device), 'model' (each part moves to "
+                                   "the GPU when used), 'sequential' (layer by layer: least memory, slowest) or 'group'.").tag(config=True)
+    quantize = Unicode("none", help="Load local models quantized to save GPU memory: 'none', 'bnb-4bit', 'bnb-8bit' (bitsandbytes) "
+                                    "or 'torchao-int8' (torchao), where that library is installed.").tag(config=True)
+    single_file_config = Unicode("", help="For --model FILE.safetensors (a single-file checkpoint): a local diffusers folder (or a "
+                                          "hub id in the local cache) of the same family, whose configs describe the file.").tag(config=True)
     max_pixels = CInt(None, allow_none=True, help="Largest picture (width x height) a cell may ask for; None: no cap below "
                                                   "ipyimagine's own 2048x2048.").tag(config=True)
     allow_download = Bool(True, help="Let the diffusers backend download a model id that is not in the local cache "
@@ -52,6 +58,10 @@ class _Settings(Configurable):
 
         if self.device not in ("auto", "cuda", "mps", "cpu") and not self.device.startswith("cuda:"):
             raise RequestError(f"Imagine.device must be 'auto', 'cuda', 'mps' or 'cpu', got {self.device!r}.")
+        if self.offload not in ("none", "model", "sequential", "group"):
+            raise RequestError(f"Imagine.offload must be 'none', 'model', 'sequential' or 'group', got {self.offload!r}.")
+        if self.quantize not in ("none", "bnb-4bit", "bnb-8bit", "torchao-int8"):
+            raise RequestError(f"Imagine.quantize must be 'none', 'bnb-4bit', 'bnb-8bit' or 'torchao-int8', got {self.quantize!r}.")
         if self.threads is None or self.threads < 0:
             raise RequestError(f"Imagine.threads must be 0 (PyTorch's own choice) or more, got {self.threads!r}.")
         for name in ("openai_timeout", "openai_image_timeout"):
@@ -85,7 +95,7 @@ class _Settings(Configurable):
         for opt in OPTIONS:
             if opt.config:
                 value = getattr(self, opt.config)
-                if value == "" and opt.kind is str:
+                if (value == "" and opt.kind is str) or (opt.kind is list and not value):
                     value = None
                 found[opt.name] = opt.check(value, where=f"Imagine.{opt.config}")
         return found
@@ -100,6 +110,8 @@ def _trait(opt):
         return CInt(opt.default, allow_none=True, help=help_text).tag(config=True)
     if opt.kind is float:
         return CFloat(opt.default, allow_none=True, help=help_text).tag(config=True)
+    if opt.kind is list:
+        return List(Unicode(), default_value=None, allow_none=True, help=help_text).tag(config=True)
     return Unicode(opt.default, allow_none=True, help=help_text).tag(config=True)
 
 

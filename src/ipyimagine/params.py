@@ -127,6 +127,10 @@ OPTIONS: tuple[Option, ...] = (
            low=8, high=2048, multiple_of=8, config="width", record="params.width", panel="slider"),
     Option("height", ("--height",), int, "image height in pixels, a multiple of 8 (default: the model's own)", metavar="H",
            low=8, high=2048, multiple_of=8, config="height", record="params.height", panel="slider"),
+    Option("true_cfg", ("--true-cfg",), float, "true classifier-free guidance for models that offer it (FLUX, Qwen-Image): "
+           "the negative prompt is used, at twice the compute", metavar="G", low=1.0, high=30.0, record="params.true_cfg"),
+    Option("lora", ("--lora",), list, "a LoRA file or folder to apply, PATH[:WEIGHT] (weight 1.0 by default); repeat for several",
+           metavar="PATH[:WEIGHT]", config="loras", record="params.lora"),
     Option("n", ("-n",), int, "number of images, 1-8", metavar="N", low=1, high=8, default=1, record="seeds.len", panel="slider"),
     Option("quality", ("--quality",), str, "images APIs: low, medium, high or auto (default Imagine.openai_quality)",
            metavar="Q", record="params.quality"),

@@ -20,6 +20,10 @@ SAMPLERS = {
     "DPMSolverMultistepScheduler": "DPM++ 2M", "DPMSolverSinglestepScheduler": "DPM++ SDE", "EulerDiscreteScheduler": "Euler",
     "EulerAncestralDiscreteScheduler": "Euler a", "DDIMScheduler": "DDIM", "PNDMScheduler": "PLMS", "LMSDiscreteScheduler": "LMS",
     "UniPCMultistepScheduler": "UniPC", "HeunDiscreteScheduler": "Heun", "LCMScheduler": "LCM", "DDPMScheduler": "DDPM",
+    # flow-matching samplers, named as the web UIs and ComfyUI name them
+    "FlowMatchEulerDiscreteScheduler": "Euler", "FlowMatchHeunDiscreteScheduler": "Heun", "FlowMatchLCMScheduler": "LCM",
+    "KDPM2DiscreteScheduler": "DPM2", "KDPM2AncestralDiscreteScheduler": "DPM2 a", "DEISMultistepScheduler": "DEIS",
+    "UnCLIPScheduler": "UnCLIP", "TCDScheduler": "TCD", "SASolverScheduler": "SA-Solver",
 }
 _PAIR = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')  # the web UI's own pattern
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
@@ -45,6 +49,7 @@ def infotext(record: dict, index: int = 0) -> str:
         "Size": f"{width}x{height}" if width and height else None,
         "Model hash": params.get("model_hash"),
         "Model": record.get("model"),
+        "True CFG scale": params.get("true_cfg"),
         "RNG": "CPU" if params.get("rng") == "cpu" else None,
         "Backend": record.get("backend"),
         "Raw prompt": record.get("idea", "").strip(),
@@ -55,6 +60,9 @@ def infotext(record: dict, index: int = 0) -> str:
     }
     line = ", ".join(f"{k}: {quote(v)}" for k, v in pairs.items() if v not in (None, ""))
     text = record["prompt"].strip()
+    for entry in params.get("lora") or []:  # as the web UIs write LoRAs: <lora:name:weight> in the prompt
+        name, _, weight = str(entry).rpartition(":")
+        text += f" <lora:{Path(name).stem}:{weight}>"
     if record.get("negative_prompt"):
         text += "\nNegative prompt: " + record["negative_prompt"]
     return text + "\n" + line

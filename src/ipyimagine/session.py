@@ -261,7 +261,7 @@ class Session:
         """Images from the cache where it has them (one entry per seed), the rest from the renderer; and a note for
         each thing the cache could not keep."""
         cache = self.cache()
-        fingerprint = getattr(renderer, "fingerprint", lambda model: model)(job.model)
+        fingerprint = getattr(renderer, "fingerprint", lambda job: job.model)(job)
         identity = dict(job.identity(), backend=renderer.name, fingerprint=fingerprint, device=self.config.device)
         keys = {seed: key_of("image", dict(identity, seed=seed)) for seed in job.seeds}
         found = {seed: cache.get_image(keys[seed]) for seed in job.seeds} if use_cache else {}

@@ -32,6 +32,9 @@ class RenderJob:
     steps: int | None
     guidance: float | None
     seeds: tuple[int, ...]  # one image per seed
+    negative: str | None = None  # the user's own --negative (negative_prompt also holds the expander's and the style's)
+    true_cfg: float | None = None  # true classifier-free guidance, where a model offers it
+    lora: tuple[str, ...] | None = None  # LoRA files as PATH[:WEIGHT]
     quality: str | None = None  # images APIs
     base_url: str | None = None  # OpenAI-compatible servers
     guidance_kind: str | None = None  # one of GUIDANCE_KINDS, set by resolve
@@ -79,6 +82,8 @@ class Renderer(Protocol):
     def resolve(self, job: RenderJob) -> RenderJob:
         """The job with this renderer's defaults filled in and unused settings set to None, with a note for each
         setting the user gave that it cannot honour. Must not load a model when the answer can be read from files."""
+
+    # Optional: fingerprint(job) -> str, what identifies the weights (local files, LoRAs) in the cache key.
 
     def render(self, job: RenderJob, on_step: Callable[[int, int], None] | None = None,
                cancelled: Callable[[], bool] | None = None) -> Rendered:

@@ -14,46 +14,44 @@ import os
 import re
 import time
 import warnings
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
 from ..errors import BackendError, Cancelled, MissingDependency, ModelNotFound, RequestError
 from . import Rendered, RenderJob, unused
+from .diffusers_families import DEFAULT_STEPS, FEW_STEPS, Family, few_step_name, read_family, read_json, round_size
+from .diffusers_loading import (
+    INSTALL_HINT,
+    Placement,
+    apply_memory_mode,
+    choose_device,
+    choose_dtype,
+    first_line,
+    import_torch_and_diffusers,
+    load_folder,
+    load_single_file,
+    quantization_config,
+)
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "models" / "shapes"
 BUNDLED_NAME = "ipyimagine/shapes"  # how the bundled model is named in records and captions
-INSTALL_HINT = "pip install 'ipyimagine[local]'"
 
 
 FALLBACK_GUIDANCE = 7.5  # StableDiffusionPipeline's own default, for a pipeline that names none
-DEFAULT_STEPS = 20  # when neither the user nor the model says: enough for most samplers, a third of diffusers' 50
-# What the model cards of well-known hub models say (the distilled turbo models are trained without guidance).
-KNOWN_MODELS = {"stabilityai/sd-turbo": {"guidance": 0.0}, "stabilityai/sdxl-turbo": {"guidance": 0.0}}
+TRUE_CFG_DEFAULT = 4.0  # Qwen-Image's own true_cfg_scale, used when --negative asks for true CFG without --true-cfg
 
 
 def recommended_settings(model: str | None) -> dict:
-    """Settings a model recommends: its folder's `recommended.json` (the bundled model: guidance 2),
-    or for a few well-known hub models what their model cards say; else {}.
-
-    Guidance is the setting models disagree on most: the bundled model draws wrong colours at
-    guidance 5, distilled models such as sd-turbo want 0.
-    """
-    if model in KNOWN_MODELS:
-        return KNOWN_MODELS[model]
-    folder = BUNDLED_DIR if model in (None, BUNDLED_NAME) else Path(model).expanduser()
-    try:
-        return json.loads((folder / "recommended.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _whole(value) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+    """What a model folder recommends in its `recommended.json` (the bundled model: guidance 2); else {}."""
+    folder = _model_folder(model)
+    found = read_json(folder / "recommended.json") if folder is not None else {}
+    return found
 
 
 def _model_folder(model: str | None) -> Path | None:
     """The folder holding a model's files: the bundled one, a local folder, or a hub id's snapshot in the local
-    Hugging Face cache (None when it is not there: then only loading can tell)."""
+    Hugging Face cache (None when it is not there, or for a single file: then only loading can tell)."""
     if model in (None, BUNDLED_NAME):
         return BUNDLED_DIR
     if _looks_like_path(model):
@@ -67,57 +65,32 @@ def _model_folder(model: str | None) -> Path | None:
     return Path(found).parent if isinstance(found, str) else None
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        found = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return found if isinstance(found, dict) else {}
-
-
 def _pipeline_class(folder: Path | None):
     """The diffusers pipeline class a folder declares (model_index.json's _class_name), without loading weights."""
     if folder is None:
         return None
-    name = _read_json(folder / "model_index.json").get("_class_name")
+    name = read_json(folder / "model_index.json").get("_class_name")
     if not isinstance(name, str) or importlib.util.find_spec("diffusers") is None:
         return None
-    _, diffusers = _import_torch_and_diffusers()
+    _, diffusers = import_torch_and_diffusers()
     return getattr(diffusers, name, None)
 
 
-def native_size(folder: Path | None) -> tuple[int, int] | None:
-    """The size a UNet model was trained at: its sample size times the VAE's downscaling, read from the configs."""
-    if folder is None:
-        return None
-    sample = _read_json(folder / "unet" / "config.json").get("sample_size")
-    blocks = _read_json(folder / "vae" / "config.json").get("block_out_channels")
-    if isinstance(sample, int) and isinstance(blocks, list) and blocks:
-        side = sample * 2 ** (len(blocks) - 1)
-        return side, side
-    return None
+def parse_lora(entry: str) -> tuple[Path, float]:
+    """'style.safetensors:0.8' -> (path, 0.8); the weight is 1.0 when none is given."""
+    path, sep, weight = str(entry).rpartition(":")
+    try:
+        if sep and path:
+            return Path(path).expanduser(), float(weight)
+    except ValueError:
+        pass
+    return Path(str(entry)).expanduser(), 1.0
 
 
 @lru_cache(maxsize=1)
 def bundled_vocabulary() -> dict:
     path = BUNDLED_DIR / "vocabulary.json"
     return json.loads(path.read_text()) if path.exists() else {}
-
-
-def _import_torch_and_diffusers():
-    missing = [m for m in ("torch", "diffusers", "transformers") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise MissingDependency(f"The diffusers backend needs {', '.join(missing)}: {INSTALL_HINT}.")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no torchvision fallback notices
-    import diffusers
-    import torch
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    diffusers_logging.disable_progress_bar()
-    diffusers_logging.set_verbosity_error()  # its truncation warning becomes our one-line note
-    transformers_logging.disable_progress_bar()
-    return torch, diffusers
 
 
 def _looks_like_path(model: str) -> bool:
@@ -133,141 +106,200 @@ class DiffusersRenderer:
 
     def __init__(self, config=None):
         self.config = config
-        self._pipelines: dict[str, object] = {}  # model -> loaded pipeline, reused across cells
+        self._pipelines: dict[str, tuple] = {}  # model -> (loaded pipeline, Placement), reused across cells
 
     # -------------------------------------------------------------- what it is
+    def _configured_model(self) -> str | None:
+        backend = getattr(self.config, "backend", None) or "auto"
+        return (getattr(self.config, "model", None) or None) if backend in ("diffusers", "auto") else None
+
     def availability(self) -> str | None:
+        """Can it run here, and can the configured model load (files present, safetensors, components complete)?"""
         missing = [m for m in ("torch", "diffusers", "transformers") if importlib.util.find_spec(m) is None]
         if missing:
             return f"needs {', '.join(missing)}: {INSTALL_HINT}"
-        model = getattr(self.config, "model", "") if getattr(self.config, "backend", "") in ("diffusers", "auto") else ""
-        if model and not _looks_like_path(model):
-            from huggingface_hub import try_to_load_from_cache
-
-            if not isinstance(try_to_load_from_cache(model, "model_index.json"), str):
-                return f"the configured model {model!r} is not downloaded (not in the local Hugging Face cache): `hf download {model}` where there is network"
-        elif model and not (Path(model).expanduser() / "model_index.json").exists():
-            return f"the configured model folder {model!r} has no model_index.json"
-        elif not model and not (BUNDLED_DIR / "model_index.json").exists():
-            return "the bundled model is missing from this install; pass --model with a Hugging Face id or folder"
+        model = self._configured_model()
+        if model and Path(model).expanduser().is_file():
+            return None if model.endswith(".safetensors") else f"{model!r} is not a .safetensors file"
+        folder = _model_folder(model)
+        if folder is None and model and not _looks_like_path(model):
+            return f"the configured model {model!r} is not downloaded (not in the local Hugging Face cache): `hf download {model}` where there is network"
+        if folder is None or not (folder / "model_index.json").exists():
+            return f"the configured model folder {model!r} has no model_index.json" if model else "the bundled model is missing from this install"
+        family = self.family(model)
+        if family is not None and family.problems:
+            return f"{model or BUNDLED_NAME} cannot load: {'; '.join(family.problems)}"
         return None
 
     def describe(self) -> str:
-        vocab = bundled_vocabulary()
-        knows = ""
-        if vocab:
-            knows = f" ({'/'.join(vocab.get('shapes', []))} in {len(vocab.get('colours', []))} colours, placed {'/'.join(vocab.get('places', []))})"
-        return (f"local diffusers pipeline; default model {BUNDLED_NAME}, a tiny model that draws one coloured shape on a coloured "
-                f"background{knows}, best at guidance {self.default_guidance(None):g}")
+        """The configured model as it will run: pipeline, native size, guidance, steps, dtype, device, memory mode."""
+        model = self._configured_model()
+        family = self.family(model)
+        name = model or BUNDLED_NAME
+        if family is None:
+            return f"local diffusers pipeline; model {name} (its details are known once it is loaded)"
+        try:
+            torch, _ = import_torch_and_diffusers()
+            device = choose_device(self.config, torch)
+        except Exception as error:  # noqa: BLE001 - a bad device setting is shown, not raised, in this listing
+            device = f"? ({first_line(error)})"
+        dtype, variant = choose_dtype(device, family)
+        size = f"{family.native[0]}x{family.native[1]}" if family.native else "the pipeline's own size"
+        guidance = {"cfg": f"guidance {family.guidance:g}", "distilled": f"distilled guidance {family.guidance:g}",
+                    "none": "no guidance"}[family.guidance_kind] if family.guidance is not None or family.guidance_kind == "none" else ""
+        memory = getattr(self.config, "offload", "none") if not device.startswith("cpu") else "none (CPU)"
+        about = (f"local diffusers pipeline; model {name}: {family.pipeline}, {size} (sizes in multiples of {family.multiple}), "
+                 f"{family.steps} steps, {guidance}, {dtype}{' ' + variant if variant else ''} on {device}, offload {memory}")
+        if model is None:
+            vocab = bundled_vocabulary()
+            about += (f"; a tiny model that draws one coloured shape ({'/'.join(vocab.get('shapes', []))} in "
+                      f"{len(vocab.get('colours', []))} colours) on a coloured background")
+        return about
 
-    def default_guidance(self, model: str | None, pipe=None) -> float:
-        """The guidance a cell gets when it names none: the folder's recommendation, else the pipeline's default."""
+    @lru_cache(maxsize=32)  # noqa: B019 - renderers live as long as their session; a handful of models
+    def family(self, model: str | None) -> Family | None:
+        """The model's family, read from its files (None for a hub id not in the cache, or a single file)."""
+        model = None if model in (None, BUNDLED_NAME) else model
+        folder = _model_folder(model)
+        if folder is None or not (folder / "model_index.json").exists():
+            return None
+        return read_family(folder, _pipeline_class(folder), recommended_settings(model), label=model)
+
+    def default_guidance(self, model: str | None, pipe=None) -> float | None:
+        """The guidance a cell gets when it names none: the folder's recommendation, else the family's."""
+        family = self.family(model)
+        if family is not None:
+            return family.guidance
         recommended = recommended_settings(model).get("guidance")
         if isinstance(recommended, (int, float)) and not isinstance(recommended, bool):
             return float(recommended)
-        pipeline_class = type(pipe) if pipe is not None else _pipeline_class(_model_folder(model))
-        if pipeline_class is not None:
-            default = inspect.signature(pipeline_class.__call__).parameters.get("guidance_scale")
-            if default is not None and isinstance(default.default, (int, float)) and not isinstance(default.default, bool):
-                return float(default.default)
-        return FALLBACK_GUIDANCE
+        return 0.0 if few_step_name(model) else FALLBACK_GUIDANCE  # a turbo model not downloaded yet: named like one
 
     def resolve(self, job: RenderJob) -> RenderJob:
-        """Model, steps, guidance and size as they will really be used, read from the model's files (no loading):
-        the user's value, else the folder's recommended.json, else the pipeline's own default."""
-        from dataclasses import replace
-
+        """Model, steps, guidance, size and negative prompt as the family will really use them, read from the model's
+        files (no loading): the user's value, else the folder's recommended.json, else the family's own default."""
         job = unused(job, self.name, "quality", "base_url")
         model = job.model if job.model not in (None, BUNDLED_NAME) else None
-        recommended = recommended_settings(model)
-        steps = job.steps or _whole(recommended.get("steps")) or DEFAULT_STEPS
-        guidance = job.guidance if job.guidance is not None else self.default_guidance(model)
+        family = self.family(model)
+        notes = list(job.notes)
+        pipeline = family.pipeline if family else "this pipeline"
+
+        steps = job.steps or (family.steps if family else FEW_STEPS if few_step_name(model) else DEFAULT_STEPS)
+        kind = family.guidance_kind if family else "cfg"
+        if kind == "none":
+            if job.guidance is not None:
+                notes.append(f"--guidance has no effect on {pipeline}: it uses no guidance; it was not used.")
+            guidance = None
+        else:
+            guidance = job.guidance if job.guidance is not None else self.default_guidance(model)
+
         width, height = job.width, job.height
-        native = native_size(_model_folder(model))
-        if native is not None and (width is None or height is None):
-            width, height = width or native[0], height or native[1]
-        notes = job.notes
+        if family is not None and width and height:
+            rounded = round_size(width, height, family.multiple)
+            if rounded != (width, height):
+                notes.append(f"{pipeline} makes sizes in multiples of {family.multiple}: {width}x{height} became {rounded[0]}x{rounded[1]}.")
+                width, height = rounded
+        if family is not None and family.native and not (width and height):
+            width, height = width or family.native[0], height or family.native[1]
+            width, height = round_size(width, height, family.multiple)
+
+        negative, true_cfg = job.negative_prompt, None
+        if family is not None and family.true_cfg:
+            if job.true_cfg or job.negative:
+                true_cfg = job.true_cfg or TRUE_CFG_DEFAULT
+                notes.append(f"True CFG {true_cfg:g} is on ({'--true-cfg' if job.true_cfg else '--negative'}): it uses the negative "
+                             "prompt and takes twice the compute.")
+            else:
+                negative = ""  # FLUX and Qwen-Image read a negative prompt only with true CFG: not used, not recorded
+        elif job.true_cfg:
+            notes.append(f"--true-cfg has no effect on {pipeline}; it was not used.")
+        if family is not None and negative and "negative_prompt" not in _call_params(family.pipeline):
+            if job.negative:
+                notes.append(f"{pipeline} takes no negative prompt; --negative was not used.")
+            negative = ""
+
+        lora = tuple(f"{path}:{weight:g}" for path, weight in map(parse_lora, job.lora or ()))
+        for entry in lora:
+            if not parse_lora(entry)[0].exists():
+                raise RequestError(f"--lora {entry!r}: there is no such file or folder.")
+
+        native = family.native if family else None
         if native and width and height and width * height >= 16 * native[0] * native[1]:
             factor = width * height / (native[0] * native[1])
-            notes += (f"{width}x{height} is {factor:.0f} times the pixels of the model's own {native[0]}x{native[1]}: each step "
-                      f"costs about that much more, so this will be slow (Imagine.max_pixels can cap sizes).",)
+            notes.append(f"{width}x{height} is {factor:.0f} times the pixels of the model's own {native[0]}x{native[1]}: each step "
+                         f"costs about that much more, so this will be slow (Imagine.max_pixels can cap sizes).")
         job = replace(job, model=model or BUNDLED_NAME, steps=steps, guidance=guidance, width=width, height=height,
-                      guidance_kind="cfg", seed_honoured=True, notes=notes)
+                      negative_prompt=negative, true_cfg=true_cfg, lora=lora or None, guidance_kind=kind, seed_honoured=True,
+                      notes=tuple(notes))
         return replace(job, notes=job.notes + tuple(self._vocabulary_notes(job)))
 
-    def fingerprint(self, model: str | None) -> str:
-        """Local weights are identified by their files (a retrained folder must not hit the old cache)."""
-        from ..cache import folder_fingerprint
+    def fingerprint(self, job) -> str:
+        """Local weights (and LoRA files) are identified by their files: a retrained folder must not hit the old cache."""
+        from ..cache import folder_fingerprint, key_of
 
-        folder = BUNDLED_DIR if model in (None, BUNDLED_NAME) else Path(model).expanduser()
-        if folder.is_dir():
-            return folder_fingerprint(folder)
-        return model
+        model = job.model if isinstance(job, RenderJob) else job
+        folder = _model_folder(None if model in (None, BUNDLED_NAME) else model)
+        found = folder_fingerprint(folder) if folder is not None and folder.is_dir() else str(model)
+        loras = job.lora if isinstance(job, RenderJob) and job.lora else ()
+        if loras:
+            parts = [folder_fingerprint(p) if p.is_dir() else f"{p.stat().st_size}:{int(p.stat().st_mtime)}"
+                     for p in (parse_lora(entry)[0] for entry in loras)]
+            found = key_of("lora", {"model": found, "loras": parts})[:16]
+        return found
 
     # -------------------------------------------------------------- loading
-    def _device(self, torch) -> str:
-        wanted = getattr(self.config, "device", "auto") or "auto"
-        if wanted.startswith("cuda") and not torch.cuda.is_available():
-            raise RequestError(f"Imagine.device is {wanted!r} but CUDA is not available here (torch {torch.__version__}); "
-                               "use 'auto' or 'cpu'.")
-        if wanted == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise RequestError("Imagine.device is 'mps' but Apple's MPS is not available here; use 'auto' or 'cpu'.")
-        if wanted != "auto":
-            return wanted
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-
     def pipeline(self, model: str | None):
         """The loaded pipeline for `model` (None: the bundled one), loading it on first use."""
-        if model == BUNDLED_NAME:  # how records name the bundled model
-            model = None
+        return self._loaded(model)[0]
+
+    def _loaded(self, model: str | None) -> tuple:
+        model = None if model == BUNDLED_NAME else model
         key = model or BUNDLED_NAME
         if key not in self._pipelines:
             self._pipelines[key] = self._load(model)
         return self._pipelines[key]
 
-    def _load(self, model: str | None):
-        torch, diffusers = _import_torch_and_diffusers()
-        device = self._device(torch)
-        dtype = torch.float16 if device == "cuda" else torch.float32
+    def _load(self, model: str | None) -> tuple:
+        torch, diffusers = import_torch_and_diffusers()
+        device = choose_device(self.config, torch)
+        family = self.family(model)
+        dtype_name, variant = choose_dtype(device, family)
         dtype_kw = "dtype" if tuple(int(p) for p in diffusers.__version__.split(".")[:2]) >= (0, 40) else "torch_dtype"
-        options = {"use_safetensors": True, dtype_kw: dtype}
-
-        def from_pretrained(source, **more):
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")  # diffusers passes a retired argument
-                try:
-                    return diffusers.AutoPipelineForText2Image.from_pretrained(source, **options, **more)
-                except ValueError as error:
-                    if "AutoPipeline" not in str(error):
-                        raise
-                    return diffusers.DiffusionPipeline.from_pretrained(source, **options, **more)  # not a known text-to-image class
+        options = {"use_safetensors": True, dtype_kw: getattr(torch, dtype_name)}
+        if variant:
+            options["variant"] = variant
+        quantization = quantization_config(self.config, diffusers, family)
+        if quantization is not None:
+            options["quantization_config"] = quantization
 
         if model is None:
-            pipe = from_pretrained(str(BUNDLED_DIR), local_files_only=True)
+            pipe = load_folder(str(BUNDLED_DIR), family, dict(options, local_files_only=True), diffusers)
+        elif Path(model).expanduser().is_file():
+            pipe = load_single_file(Path(model).expanduser(), self.config, options, diffusers)
         elif _looks_like_path(model):
             folder = Path(model).expanduser()
             if not (folder / "model_index.json").exists():
                 raise ModelNotFound(f"No diffusers model folder at {model!r} (it needs a model_index.json); check the path.")
+            if family is not None and family.problems:
+                raise ModelNotFound(f"The folder {model!r} cannot load: {'; '.join(family.problems)}.")
             try:
-                pipe = from_pretrained(str(folder), local_files_only=True)
-            except (OSError, ValueError) as error:
-                raise ModelNotFound(f"The folder {model!r} is not a loadable diffusers pipeline with safetensors weights ({_first_line(error)}).") from None
+                pipe = load_folder(str(folder), family, dict(options, local_files_only=True), diffusers)
+            except (OSError, ValueError, TypeError) as error:
+                raise ModelNotFound(f"The folder {model!r} is not a loadable diffusers pipeline with safetensors weights ({first_line(error)}).") from None
         else:
-            pipe = self._load_hub_model(model, from_pretrained)
+            pipe = self._load_hub_model(model, family, options, diffusers)
 
         if getattr(self.config, "threads", 0):
             torch.set_num_threads(self.config.threads)
-        pipe = pipe.to(device)
+        memory = apply_memory_mode(pipe, self.config, device)
         pipe.set_progress_bar_config(disable=True)
-        return pipe
+        placement = Placement(device=device, dtype=dtype_name, variant=variant, memory=memory,
+                              quantize=getattr(self.config, "quantize", "none") or "none")
+        return pipe, placement
 
-    def _load_hub_model(self, model: str, from_pretrained):
+    def _load_hub_model(self, model: str, family, options: dict, diffusers):
         try:
-            return from_pretrained(model, local_files_only=True)
+            return load_folder(model, family, dict(options, local_files_only=True), diffusers)
         except (OSError, ValueError):
             pass
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
@@ -283,78 +315,127 @@ class DiffusersRenderer:
             huggingface_hub.HfApi().model_info(model, timeout=10)
         except huggingface_hub.errors.RepositoryNotFoundError:
             raise ModelNotFound(f"There is no model {model!r} on the Hugging Face hub (or it is private); check the id.") from None
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - no network, proxy, DNS: all the same sentence
             raise ModelNotFound(
-                f"Model {model!r} is not in the local Hugging Face cache and the hub cannot be reached ({_first_line(error)}); "
+                f"Model {model!r} is not in the local Hugging Face cache and the hub cannot be reached ({first_line(error)}); "
                 "download it where there is network, or pass a local folder with --model PATH."
             ) from None
         try:
-            return from_pretrained(model)
+            return load_folder(model, family, options, diffusers)
         except (OSError, ValueError) as error:
-            raise ModelNotFound(f"Could not download model {model!r} ({_first_line(error)}); check the id, or pass a local folder with --model PATH.") from None
+            raise ModelNotFound(f"Could not download model {model!r} ({first_line(error)}); check the id, or pass a local folder with --model PATH.") from None
 
     # -------------------------------------------------------------- rendering
     def render(self, job: RenderJob, on_step=None, cancelled=None) -> Rendered:
-        """Render a resolved job (see `resolve`): one CPU-seeded generator per image."""
-        torch, _ = _import_torch_and_diffusers()
+        """Render a resolved job (see `resolve`): one CPU-seeded generator per image, progress on every family."""
+        torch, _ = import_torch_and_diffusers()
         started = time.perf_counter()
-        pipe = self.pipeline(job.model)
+        pipe, placement = self._loaded(job.model)
         load_seconds = time.perf_counter() - started
-        accepted = inspect.signature(pipe.__call__).parameters
-        notes = []
-        if job.negative_prompt and "negative_prompt" not in accepted:
-            notes.append(f"{type(pipe).__name__} takes no negative prompt; it was ignored.")
+        accepted = set(inspect.signature(pipe.__call__).parameters)
+        family = self.family(job.model)
+        prior_steps = family.prior_steps if family else None
+        notes: list[str] = []
+        per_image = {"total": job.steps + (prior_steps or 0)}
         images = []
-        for index, seed in enumerate(job.seeds):
-            def step_end(pipe_, step_index, timestep, tensors, index=index):
-                total = pipe_.num_timesteps * len(job.seeds)
-                done = index * pipe_.num_timesteps + step_index + 1
+        adapters = self._apply_loras(pipe, job.lora)
+        try:
+            for index, seed in enumerate(job.seeds):
                 if cancelled is not None and cancelled():
-                    raise Cancelled(f"Cancelled at step {done} of {total}.", done, total)
-                if on_step is not None:
-                    on_step(done, total)
-                return tensors
+                    raise Cancelled(f"Cancelled after {index} of {len(job.seeds)} images.", index, len(job.seeds))
+                progress = _Progress(on_step, cancelled, index, len(job.seeds), per_image)
+                arguments = self._arguments(job, accepted, seed, torch)
+                if "callback_on_step_end" in accepted:
+                    arguments["callback_on_step_end"] = progress.step_end(prior_steps or 0)
+                    if prior_steps and "prior_callback_on_step_end" in accepted:
+                        arguments["prior_callback_on_step_end"] = progress.step_end(0, counts_timesteps=False)
+                elif "callback" in accepted and "callback_steps" in accepted:  # PixArt and older pipelines
+                    arguments.update(callback=progress.legacy, callback_steps=1)
+                elif index == 0:
+                    notes.append(f"{type(pipe).__name__} reports no steps: progress and Cancel act between images.")
+                with torch.inference_mode(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FutureWarning)  # deprecation notices of older pipelines' arguments
+                    try:
+                        images.append(pipe(**{k: v for k, v in arguments.items() if k in accepted}).images[0])
+                    except (TypeError, ValueError, RuntimeError, IndexError, AttributeError) as error:  # the pipeline's own checks
+                        raise BackendError(f"{type(pipe).__name__} could not render this: {first_line(error)}") from None
+                if on_step is not None and "callback" not in arguments and "callback_on_step_end" not in arguments:
+                    on_step(index + 1, len(job.seeds))
+        finally:
+            if adapters:
+                pipe.unload_lora_weights()  # the next cell gets the plain model
 
-            arguments = dict(
-                prompt=job.prompt, num_inference_steps=job.steps, guidance_scale=job.guidance,
-                generator=torch.Generator("cpu").manual_seed(seed), callback_on_step_end=step_end, output_type="pil",
-            )
-            if job.width and job.height:  # else the pipeline's own default (None would override a numeric one)
-                arguments.update(width=job.width, height=job.height)
-            if "negative_prompt" in accepted and job.negative_prompt:
-                arguments["negative_prompt"] = job.negative_prompt
-            with torch.inference_mode():
-                try:
-                    images.append(pipe(**{k: v for k, v in arguments.items() if k in accepted}).images[0])
-                except (TypeError, ValueError, RuntimeError, IndexError, AttributeError) as error:  # the pipeline's own check
-                    raise BackendError(f"{type(pipe).__name__} could not render this: {_first_line(error)}") from None
-
-        notes += self._truncation_notes(pipe, job)
-        folder = BUNDLED_DIR if job.model in (None, BUNDLED_NAME) else Path(job.model).expanduser()
-        model_hash = self.fingerprint(job.model)[:10] if folder.is_dir() else None
+        notes += self._truncation_notes(pipe, job, family)
+        folder = _model_folder(None if job.model in (None, BUNDLED_NAME) else job.model)
+        model_hash = self.fingerprint(job.model)[:10] if folder is not None and folder.is_dir() else None
         width, height = images[0].size
         if job.width and (width, height) != (job.width, job.height):
             notes.append(f"{type(pipe).__name__} made {width}x{height} instead of the {job.width}x{job.height} asked for.")
-        return Rendered(
-            images=images,
-            model=job.model if job.model not in (None, BUNDLED_NAME) else BUNDLED_NAME,
-            params={
-                "steps": job.steps, "guidance": job.guidance, "guidance_kind": job.guidance_kind, "width": width, "height": height,
-                "scheduler": type(pipe.scheduler).__name__, "pipeline": type(pipe).__name__, "model_hash": model_hash,
-                "device": str(pipe.device), "dtype": str(pipe.dtype).replace("torch.", ""), "rng": "cpu",
-                "versions": {"torch": torch.__version__, "diffusers": _version("diffusers"), "transformers": _version("transformers")},
-            },
-            notes=notes,
-            load_seconds=load_seconds,
-        )
+        params = {
+            "steps": job.steps, "guidance": job.guidance, "guidance_kind": job.guidance_kind, "width": width, "height": height,
+            "scheduler": type(pipe.scheduler).__name__, "pipeline": type(pipe).__name__, "model_hash": model_hash,
+            "device": placement.device, "dtype": placement.dtype, "memory": placement.memory, "rng": "cpu",
+            "versions": {"torch": torch.__version__, "diffusers": _version("diffusers"), "transformers": _version("transformers")},
+        }
+        params.update({k: v for k, v in {"true_cfg": job.true_cfg, "prior_steps": prior_steps, "variant": placement.variant,
+                                          "lora": list(job.lora) if job.lora else None,
+                                          "quantize": None if placement.quantize == "none" else placement.quantize}.items() if v})
+        return Rendered(images=images, model=job.model if job.model not in (None, BUNDLED_NAME) else BUNDLED_NAME,
+                        params=params, notes=notes, load_seconds=load_seconds)
 
-    def _truncation_notes(self, pipe, job: RenderJob) -> list[str]:
-        """Say where a long prompt was cut, in the user's words (the bundled model reads only its
-        short captions anyway, so for it the cut-off style words are not worth a note)."""
-        tokenizer = getattr(pipe, "tokenizer", None)
-        if tokenizer is None or job.model in (None, BUNDLED_NAME):
+    @staticmethod
+    def _arguments(job: RenderJob, accepted: set, seed: int, torch) -> dict:
+        arguments = dict(prompt=job.prompt, num_inference_steps=job.steps, generator=torch.Generator("cpu").manual_seed(seed),
+                         output_type="pil")
+        if job.guidance is not None:
+            arguments["guidance_scale"] = job.guidance
+        if "true_cfg_scale" in accepted:
+            arguments["true_cfg_scale"] = job.true_cfg or 1.0  # 1.0: off, whatever the pipeline's own default
+        if job.negative_prompt:
+            arguments["negative_prompt"] = job.negative_prompt
+        if job.width and job.height:  # else the pipeline's own default (None would override a numeric one)
+            arguments.update(width=job.width, height=job.height)
+        return arguments
+
+    @staticmethod
+    def _apply_loras(pipe, loras) -> list[str]:
+        """Load each LoRA as a named adapter with its weight (peft does the work); unloaded after the render."""
+        if not loras:
             return []
-        limit = tokenizer.model_max_length
+        if not hasattr(pipe, "load_lora_weights"):
+            raise RequestError(f"{type(pipe).__name__} does not take LoRA weights; leave out --lora.")
+        if importlib.util.find_spec("peft") is None:
+            raise MissingDependency(f"--lora needs the peft package: {INSTALL_HINT} (or pip install peft).")
+        names, weights = [], []
+        try:
+            for i, entry in enumerate(loras):
+                path, weight = parse_lora(entry)
+                name = f"ipyimagine_{i}"
+                if path.is_file():
+                    pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=name)
+                else:
+                    pipe.load_lora_weights(str(path), adapter_name=name)
+                names.append(name)
+                weights.append(weight)
+            pipe.set_adapters(names, adapter_weights=weights)
+        except (OSError, ValueError, KeyError, RuntimeError) as error:
+            pipe.unload_lora_weights()
+            raise BackendError(f"Could not apply --lora {entry!r} to {type(pipe).__name__} ({first_line(error)}).") from None
+        return names
+
+    def _truncation_notes(self, pipe, job: RenderJob, family) -> list[str]:
+        """Say where a long prompt was cut, by the text encoder that reads furthest (T5, Gemma, Qwen: 256-1024 tokens;
+        CLIP alone: 77). The bundled model reads only its short captions, so for it the cut is not worth a note."""
+        if job.model in (None, BUNDLED_NAME):
+            return []
+        tokenizers = [t for t in (getattr(pipe, n, None) for n in ("tokenizer_3", "tokenizer_2", "tokenizer")) if t is not None]
+        long_reach = [t for t in tokenizers if not type(t).__name__.startswith("CLIP")]
+        if long_reach and family is not None and family.text_limit:
+            tokenizer, limit = long_reach[0], family.text_limit
+        elif tokenizers:
+            tokenizer, limit = tokenizers[-1], tokenizers[-1].model_max_length
+        else:
+            return []
 
         def fits(text: str) -> bool:
             return len(tokenizer(text, truncation=False).input_ids) <= limit
@@ -387,11 +468,42 @@ class DiffusersRenderer:
         return []
 
 
+class _Progress:
+    """Progress of one image among several, reported as progress through the batch; cancel at the next step."""
+
+    def __init__(self, on_step, cancelled, index: int, images: int, per_image: dict):
+        self.on_step, self.cancelled, self.index, self.images, self.per_image = on_step, cancelled, index, images, per_image
+
+    def report(self, done: int) -> None:
+        total = self.per_image["total"] * self.images
+        done = min(self.index * self.per_image["total"] + done, total)
+        if self.cancelled is not None and self.cancelled():
+            raise Cancelled(f"Cancelled at step {done} of {total}.", done, total)
+        if self.on_step is not None:
+            self.on_step(done, total)
+
+    def step_end(self, offset: int, counts_timesteps: bool = True):
+        def callback(pipe_, step_index, timestep, tensors):
+            if counts_timesteps and getattr(pipe_, "num_timesteps", None):  # PNDM and others take more calls than steps
+                self.per_image["total"] = offset + pipe_.num_timesteps
+            self.report(offset + step_index + 1)
+            return tensors
+
+        return callback
+
+    def legacy(self, step_index, timestep, latents) -> None:
+        self.report(step_index + 1)
+
+
+@lru_cache(maxsize=64)
+def _call_params(pipeline_name: str) -> frozenset:
+    """The arguments a pipeline class's __call__ takes, by class name."""
+    _, diffusers = import_torch_and_diffusers()
+    found = getattr(diffusers, pipeline_name, None)
+    return frozenset(inspect.signature(found.__call__).parameters) if found is not None else frozenset({"negative_prompt"})
+
+
 def _version(distribution: str) -> str:
     from importlib.metadata import version
 
     return version(distribution)
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]

@@ -93,7 +93,7 @@ class OpenAIImagesRenderer:
         from dataclasses import replace
 
         config = self.config
-        job = unused(job, self.name, "steps", "guidance")
+        job = unused(job, self.name, "steps", "guidance", "true_cfg", "lora")
         model = job.model or config.openai_image_model
         base_url = openai_support.base_url_of(config, job.base_url)
         family = model_family(model)
@@ -108,7 +108,7 @@ class OpenAIImagesRenderer:
             quality = None
         check_request(model, width, height, len(job.seeds), quality, openai_support.host_of(base_url) == "api.openai.com")
         return replace(job, model=model, quality=quality, width=width, height=height, base_url=base_url,
-                       negative_prompt="", guidance_kind="none", seed_honoured=False, notes=tuple(notes))
+                       negative_prompt="", negative=None, guidance_kind="none", seed_honoured=False, notes=tuple(notes))
 
     def render(self, job: RenderJob, on_step=None, cancelled=None) -> Rendered:
         """Render a resolved job (see `resolve`)."""

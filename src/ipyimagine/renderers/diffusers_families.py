@@ -1,0 +1,175 @@
+"""What differs between diffusers model families, read from a model folder's configs and the pipeline class's
+signature, without loading any weights: native size, size multiple, kind of guidance, recommended steps and
+guidance, how progress is reported, the text encoder's reach, the dtype it wants, and why a folder would not load.
+
+Nothing here is a list of hub ids: a downloaded FLUX.1-schnell, a renamed SDXL-Turbo or a private fine-tune are
+read the same way as the originals (a folder's `recommended.json` still wins over all of it).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_STEPS = 20  # when the model says nothing better: enough for most samplers, below diffusers' 50
+FEW_STEPS = 4  # distilled few-step models (turbo, lightning, schnell, LCM, hyper)
+FEW_STEP_NAMES = re.compile(r"turbo|lightning|schnell|hyper|\blcm\b|lcm[-_]", re.IGNORECASE)
+WEIGHT_SUFFIXES = (".safetensors",)
+NOT_WEIGHTS = {"tokenizer", "scheduler", "feature_extractor", "image_processor", "processor"}
+
+
+@dataclass(frozen=True)
+class Family:
+    """A model family as a front-end needs to know it."""
+
+    pipeline: str  # the pipeline class name (model_index.json's _class_name)
+    native: tuple[int, int] | None  # the size it renders when asked for none (None: only the pipeline knows)
+    multiple: int  # sizes are rounded to this
+    guidance_kind: str  # "cfg" (classifier-free), "distilled" (embedded in the model), "none" (not used)
+    true_cfg: bool  # has `true_cfg_scale`: a negative prompt turns on true CFG at double compute (FLUX, Qwen-Image)
+    steps: int  # recommended steps
+    guidance: float | None  # recommended guidance (None when it is not used)
+    callback: str  # "step_end" (callback_on_step_end), "legacy" (callback + callback_steps) or "none"
+    prior_steps: int | None  # a prior stage's steps (Kandinsky), counted in the progress
+    text_limit: int | None  # tokens the longest-reaching text encoder reads (max_sequence_length), None: its tokenizer's
+    transformer: bool  # a DiT/flow model (bfloat16 on CUDA) rather than a UNet (float16)
+    fp16_variant: bool  # the folder has *.fp16.safetensors weights
+    absent: tuple[str, ...] = ()  # components saved as null (SD3 without T5): loaded as None
+    problems: tuple[str, ...] = field(default=())  # why it would not load, one phrase each
+
+
+def read_json(path: Path) -> dict:
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _downscale(folder: Path, index: dict) -> int:
+    """How many pixels one latent covers (the pipeline's vae_scale_factor), from the autoencoder's config."""
+    for name in ("vae", "movq"):
+        config = read_json(folder / name / "config.json")
+        if not config:
+            continue
+        if isinstance(config.get("temperal_downsample"), list):  # Qwen-Image's video-style VAE
+            return 2 ** len(config["temperal_downsample"])
+        blocks = config.get("block_out_channels") or config.get("encoder_block_out_channels")
+        if isinstance(blocks, list) and blocks:
+            return 2 ** (len(blocks) - 1)
+    return 8
+
+
+def _signature_defaults(pipeline_class) -> dict:
+    if pipeline_class is None:
+        return {}
+    return {name: p.default for name, p in inspect.signature(pipeline_class.__call__).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def _number(value) -> float | None:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def problems_of(folder: Path, index: dict) -> list[str]:
+    """Why a folder would not load as a pipeline, read from its files (no loading)."""
+    found = []
+    for name, spec in index.items():
+        if name.startswith("_") or not isinstance(spec, list) or len(spec) != 2 or spec[0] is None:
+            continue
+        part = folder / name
+        if not part.is_dir():
+            found.append(f"its {name} folder is missing")
+        elif spec[0] in ("diffusers", "transformers") and name.split("_")[0] not in NOT_WEIGHTS and not _is_processor(spec[1]):
+            files = [p.name for p in part.iterdir()]
+            if not any(f.endswith(WEIGHT_SUFFIXES) for f in files):
+                has_bin = any(f.endswith((".bin", ".pt", ".ckpt")) for f in files)
+                found.append(f"its {name} has {'only .bin/.ckpt weights (safetensors are required)' if has_bin else 'no weights'}")
+    return found
+
+
+def _is_processor(class_name) -> bool:
+    return isinstance(class_name, str) and bool(re.search(r"Tokenizer|Scheduler|Processor|FeatureExtractor", class_name))
+
+
+def few_step_name(text: str | None) -> bool:
+    """A model named like a few-step distillation (sd-turbo, SDXL-Lightning, FLUX.1-schnell, LCM, Hyper-SD)."""
+    return bool(text) and bool(FEW_STEP_NAMES.search(str(text)))
+
+
+def read_family(folder: Path, pipeline_class, recommended: dict | None = None, label: str | None = None) -> Family:
+    """The family of the model in `folder` whose pipeline class is `pipeline_class` (None if diffusers lacks it);
+    `label` is the model as the user named it (a hub id's cache folder is only a hash)."""
+    index = read_json(folder / "model_index.json")
+    recommended = recommended or {}
+    defaults = _signature_defaults(pipeline_class)
+    name = index.get("_class_name") or (pipeline_class.__name__ if pipeline_class else "DiffusionPipeline")
+    unet = read_json(folder / "unet" / "config.json")
+    transformer = read_json(folder / "transformer" / "config.json")
+    scale = _downscale(folder, index)
+
+    # Size: a number in the signature wins (Sana 1024, Kandinsky 512), else the denoiser's sample size.
+    native = None
+    if _number(defaults.get("height")) and _number(defaults.get("width")):
+        native = (int(defaults["width"]), int(defaults["height"]))
+    else:
+        sample = (unet or transformer).get("sample_size")
+        if isinstance(sample, int):
+            native = (sample * scale, sample * scale)
+    if (folder / "movq").is_dir():
+        multiple = scale * 8  # Kandinsky's MoVQ: latents are rounded up to whole 8x8 blocks
+    elif transformer:
+        multiple = max(16, scale * int(transformer.get("patch_size") or 1))  # packed 2x2 latents (FLUX) or patches
+    else:
+        multiple = scale
+
+    # Guidance: embedded in a distilled model, not used at all, or classifier-free.
+    signature_guidance = defaults.get("guidance_scale", inspect.Parameter.empty)
+    if unet.get("time_cond_proj_dim") is not None or transformer.get("guidance_embeds") is True:
+        kind = "distilled"
+    elif transformer.get("is_distilled") is True or "guidance_scale" not in defaults and "guidance_scale" not in _params(pipeline_class):
+        kind = "none"
+    elif signature_guidance is None or ("true_cfg_scale" in defaults and transformer.get("guidance_embeds") is False):
+        kind = "none"  # Qwen-Image, FLUX.1-schnell: guidance_scale is read only by guidance-distilled variants
+    else:
+        kind = "cfg"
+
+    named = " ".join(str(v) for v in (label or "", folder.name, index.get("_name_or_path", "")))
+    few_step = few_step_name(named) or (kind == "none" and name.startswith("Flux")) or unet.get("time_cond_proj_dim") is not None
+    own_steps = int(_number(defaults.get("num_inference_steps")) or DEFAULT_STEPS)
+    steps = _number(recommended.get("steps")) or (FEW_STEPS if few_step else min(own_steps, DEFAULT_STEPS))
+    if kind == "none":
+        guidance = None
+    elif _number(recommended.get("guidance")) is not None:
+        guidance = float(recommended["guidance"])
+    elif few_step and kind == "cfg":
+        guidance = 0.0  # turbo and lightning models are trained without guidance
+    else:
+        guidance = float(_number(signature_guidance) if _number(signature_guidance) is not None else 7.5)
+
+    params = _params(pipeline_class)
+    callback = "step_end" if "callback_on_step_end" in params else "legacy" if "callback" in params and "callback_steps" in params else "none"
+    absent = tuple(k for k, v in index.items() if isinstance(v, list) and len(v) == 2 and v[0] is None and v[1] is None)
+    return Family(
+        pipeline=name, native=native, multiple=multiple, guidance_kind=kind, true_cfg="true_cfg_scale" in params,
+        steps=int(steps), guidance=guidance, callback=callback,
+        prior_steps=int(defaults["prior_num_inference_steps"]) if _number(defaults.get("prior_num_inference_steps")) else None,
+        text_limit=int(defaults["max_sequence_length"]) if _number(defaults.get("max_sequence_length")) else None,
+        transformer=bool(transformer), fp16_variant=any(folder.glob("*/*.fp16.safetensors")), absent=absent,
+        problems=tuple(problems_of(folder, index)),
+    )
+
+
+def _params(pipeline_class) -> set[str]:
+    return set(inspect.signature(pipeline_class.__call__).parameters) if pipeline_class is not None else set()
+
+
+def round_size(width: int, height: int, multiple: int) -> tuple[int, int]:
+    """The nearest size the family accepts."""
+    def nearest(side: int) -> int:
+        return max(multiple, round(side / multiple) * multiple)
+
+    return nearest(width), nearest(height)

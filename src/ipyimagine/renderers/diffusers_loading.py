@@ -1,0 +1,150 @@
+"""Loading a diffusers pipeline the way each family wants it: from a folder, the Hugging Face cache or a single
+file; safetensors only, never remote code; the right dtype for the device; the memory mode asked for.
+
+`DiffusionPipeline.from_pretrained` is used rather than the Auto classes, which do not map every family.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import MissingDependency, ModelNotFound, RequestError
+
+INSTALL_HINT = "pip install 'ipyimagine[local]'"
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
+
+
+def import_torch_and_diffusers():
+    missing = [m for m in ("torch", "diffusers", "transformers") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingDependency(f"The diffusers backend needs {', '.join(missing)}: {INSTALL_HINT}.")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no torchvision fallback notices
+    import diffusers
+    import torch
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    diffusers_logging.set_verbosity_error()  # its truncation warning becomes our one-line note
+    transformers_logging.disable_progress_bar()
+    return torch, diffusers
+
+
+def first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how a pipeline runs: recorded with every picture and shown by `%imagine backends`."""
+
+    device: str
+    dtype: str  # "float32", "float16", "bfloat16"
+    variant: str | None  # "fp16" where the folder has those weights and they are used
+    memory: str  # "none", "model offload", "sequential offload", "group offload" (+ ", VAE tiling", ...)
+    quantize: str  # "none" or the backend used
+
+
+def choose_device(config, torch) -> str:
+    wanted = getattr(config, "device", "auto") or "auto"
+    if wanted.startswith("cuda") and not torch.cuda.is_available():
+        raise RequestError(f"Imagine.device is {wanted!r} but CUDA is not available here (torch {torch.__version__}); use 'auto' or 'cpu'.")
+    if wanted == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise RequestError("Imagine.device is 'mps' but Apple's MPS is not available here; use 'auto' or 'cpu'.")
+    if wanted != "auto":
+        return wanted
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def choose_dtype(device: str, family) -> tuple[str, str | None]:
+    """float32 on the CPU; on a GPU bfloat16 for DiT/flow families (FLUX's T5 overflows in float16), float16 for
+    UNet families, with the fp16 weight variant where the folder has it."""
+    if device == "cpu" or family is None:
+        return "float32", None
+    if family.transformer and device.startswith("cuda"):
+        return "bfloat16", None
+    return "float16", "fp16" if family.fp16_variant else None
+
+
+def quantization_config(config, diffusers, family):
+    """A PipelineQuantizationConfig for Imagine.quantize, or None; one sentence when its library is missing."""
+    mode = getattr(config, "quantize", "none") or "none"
+    if mode == "none":
+        return None
+    library = "bitsandbytes" if mode.startswith("bnb") else "torchao"
+    if importlib.util.find_spec(library) is None:
+        raise MissingDependency(f"Imagine.quantize = {mode!r} needs the {library} package: pip install {library}.")
+    backend = {"bnb-4bit": "bitsandbytes_4bit", "bnb-8bit": "bitsandbytes_8bit", "torchao-int8": "torchao"}[mode]
+    kwargs = {"quant_type": "int8wo"} if mode == "torchao-int8" else ({"load_in_4bit": True} if mode == "bnb-4bit" else {"load_in_8bit": True})
+    parts = ["transformer" if family is not None and family.transformer else "unet"]
+    return diffusers.quantizers.PipelineQuantizationConfig(quant_backend=backend, quant_kwargs=kwargs, components_to_quantize=parts)
+
+
+def apply_memory_mode(pipe, config, device: str) -> str:
+    """Move the pipeline to the device in the memory mode asked for; returns how it was placed, in words."""
+    mode = getattr(config, "offload", "none") or "none"
+    if device == "cpu" or mode == "none":
+        pipe.to(device)
+        placed = "none"
+    elif mode == "model":
+        pipe.enable_model_cpu_offload(device=device)
+        placed = "model offload"
+    elif mode == "sequential":
+        pipe.enable_sequential_cpu_offload(device=device)
+        placed = "sequential offload"
+    else:
+        import torch
+
+        denoiser = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
+        denoiser.enable_group_offload(onload_device=torch.device(device), offload_type="leaf_level")
+        for name, part in pipe.components.items():
+            if part is not denoiser and hasattr(part, "to") and name != "scheduler":
+                part.to(device)
+        placed = "group offload"
+    if device == "mps" and hasattr(pipe, "enable_attention_slicing"):
+        pipe.enable_attention_slicing()  # Apple GPUs below 64 GB run out of memory without it
+        placed += ", attention slicing"
+    return placed
+
+
+def load_folder(folder: str, family, options: dict, diffusers):
+    """from_pretrained on a local folder (or a hub id with local_files_only), leaving out null components."""
+    more = {name: None for name in (family.absent if family else ())}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")  # diffusers passes a retired argument
+        return diffusers.DiffusionPipeline.from_pretrained(folder, **options, **more)
+
+
+def load_single_file(path: Path, config, options: dict, diffusers):
+    """A single-file checkpoint (what AUTOMATIC1111 users have) through from_single_file, offline: its configs come from
+    Imagine.single_file_config (a local folder of the same family) or a model already in the Hugging Face cache."""
+    if path.suffix.lower() != ".safetensors":
+        raise ModelNotFound(f"{path.name} is not a .safetensors file: only safetensors checkpoints are loaded (a .ckpt can run code).")
+    reference = getattr(config, "single_file_config", "") or None
+    pipeline_class = diffusers.DiffusionPipeline
+    if reference and Path(reference).expanduser().is_dir():
+        from .diffusers_families import read_json
+
+        name = read_json(Path(reference).expanduser() / "model_index.json").get("_class_name")
+        pipeline_class = getattr(diffusers, name, None) or diffusers.StableDiffusionPipeline
+    elif not reference:
+        pipeline_class = diffusers.StableDiffusionPipeline  # diffusers tells the family from the file's keys
+    kwargs = {k: v for k, v in options.items() if k != "use_safetensors"}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pipeline_class.from_single_file(str(path), config=reference, local_files_only=True, **kwargs)
+    except Exception as error:  # noqa: BLE001 - any failure here has one cause a user can fix: the missing config
+        raise ModelNotFound(
+            f"Could not load the single-file checkpoint {path.name} offline ({first_line(error)}): single files need their "
+            "model's config; set Imagine.single_file_config to a local diffusers folder of the same family (e.g. a "
+            "downloaded stable-diffusion-v1-5 or sdxl-base folder), or download the base model once with `hf download`."
+        ) from None
