@@ -145,8 +145,10 @@ class DiffusersRenderer:
             device = f"? ({first_line(error)})"
         dtype, variant = choose_dtype(device, family)
         size = f"{family.native[0]}x{family.native[1]}" if family.native else "the pipeline's own size"
-        guidance = {"cfg": f"guidance {family.guidance:g}", "distilled": f"distilled guidance {family.guidance:g}",
-                    "none": "no guidance"}[family.guidance_kind] if family.guidance is not None or family.guidance_kind == "none" else ""
+        if family.guidance_kind == "none" or family.guidance is None:
+            guidance = "no guidance"
+        else:
+            guidance = f"{'distilled ' if family.guidance_kind == 'distilled' else ''}guidance {family.guidance:g}"
         memory = getattr(self.config, "offload", "none") if not device.startswith("cpu") else "none (CPU)"
         about = (f"local diffusers pipeline; model {name}: {family.pipeline}, {size} (sizes in multiples of {family.multiple}), "
                  f"{family.steps} steps, {guidance}, {dtype}{' ' + variant if variant else ''} on {device}, offload {memory}")
