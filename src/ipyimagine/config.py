@@ -47,6 +47,9 @@ class _Settings(Configurable):
                                     "or 'torchao-int8' (torchao), where that library is installed.").tag(config=True)
     single_file_config = Unicode("", help="For --model FILE.safetensors (a single-file checkpoint): a local diffusers folder (or a "
                                           "hub id in the local cache) of the same family, whose configs describe the file.").tag(config=True)
+    preview_decoder = Unicode("", help="A tiny autoencoder (AutoencoderTiny: TAESD, TAESDXL, TAESD3, TAEF1) for previews of local "
+                                       "models: a local folder, or a hub id in the Hugging Face cache; empty: the cheapest "
+                                       "built-in decoder (the model's own small VAE, or a linear latent-to-RGB map).").tag(config=True)
     max_pixels = CInt(None, allow_none=True, help="Largest picture (width x height) a cell may ask for; None: no cap below "
                                                   "ipyimagine's own 2048x2048.").tag(config=True)
     allow_download = Bool(True, help="Let the diffusers backend download a model id that is not in the local cache "

@@ -143,6 +143,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("sweep", ("--sweep",), list, "a labelled grid over seed, steps, guidance, style, size or expand: guidance=3,7,11, "
            "seed=1-4, steps=10-30 (+10), guidance=1-9 [5]; twice for rows", metavar="NAME=VALUES",
            faces=EVERY_FACE - {"rerun", "interactive"}),
+    Option("preview", ("--preview",), int, "show the picture forming every N steps while it renders (default 4; 0: off)",
+           metavar="N", low=0, high=1000, config="preview"),
+    Option("preview_dir", ("--preview-dir",), str, "also write each preview frame to DIR as a PNG (for watching a folder)",
+           metavar="DIR", faces=frozenset({"cli"})),
     Option("cache", ("--no-cache",), bool, "make it fresh even if the cache has it (the new result replaces the cached one)",
            default=True, switch=False, config="cache"),
     Option("save", ("--save",), str, "also write each image to DIR as a PNG carrying its recipe", metavar="DIR", config="save_dir"),

@@ -54,12 +54,12 @@ class Session:
         return self._expanders[name]
 
     # ------------------------------------------------------------------ the faces call these
-    def run(self, request: Request, on_step=None, cancelled=None, on_notice=None):
+    def run(self, request: Request, on_step=None, cancelled=None, on_notice=None, on_preview=None):
         """A Generation, or a sweep's Grid when the request has --sweep. `on_notice(text)` hears, before a render
         starts, what the backend will not use or what will make it slow."""
         if request.sweep:
             return self.sweep(request, on_step=on_step, cancelled=cancelled, on_notice=on_notice)
-        return self.imagine(request, on_step=on_step, cancelled=cancelled, on_notice=on_notice)
+        return self.imagine(request, on_step=on_step, cancelled=cancelled, on_notice=on_notice, on_preview=on_preview)
 
     def filled(self, request: Request) -> Request:
         """The request with the configured defaults where it says nothing, and 'auto' choices made."""
@@ -92,7 +92,7 @@ class Session:
         """What a backend will use for a request's unset settings (the panel's starting values)."""
         return self.resolved_job(self.filled(request))
 
-    def imagine(self, request: Request, on_step=None, cancelled=None, on_notice=None) -> Generation:
+    def imagine(self, request: Request, on_step=None, cancelled=None, on_notice=None, on_preview=None) -> Generation:
         """Make the pictures a request asks for. `on_step(done, total)` reports progress; `cancelled()` returning
         True stops the render at its next step."""
         started = time.perf_counter()
@@ -133,7 +133,7 @@ class Session:
                 on_notice(note)
 
         # 5. Render the images the cache does not have.
-        rendered, cache_notes = self._render(renderer, job, request.cache, on_step, cancelled)
+        rendered, cache_notes = self._render(renderer, job, request.cache, on_step, cancelled, on_preview)
         finished = time.perf_counter()
 
         # 6. Record.
@@ -257,7 +257,7 @@ class Session:
         self._expansions[key] = expansion
         return expansion
 
-    def _render(self, renderer, job: RenderJob, use_cache: bool, on_step, cancelled) -> tuple[Rendered, list[str]]:
+    def _render(self, renderer, job: RenderJob, use_cache: bool, on_step, cancelled, on_preview=None) -> tuple[Rendered, list[str]]:
         """Images from the cache where it has them (one entry per seed), the rest from the renderer; and a note for
         each thing the cache could not keep."""
         cache = self.cache()
@@ -268,8 +268,9 @@ class Session:
         missing = tuple(seed for seed in job.seeds if found.get(seed) is None)
         notes: list[str] = []
         if missing:
+            previews = {"on_preview": on_preview} if on_preview and _takes(renderer.render, "on_preview") else {}
             with self._render_lock:
-                fresh = renderer.render(replace(job, seeds=missing), on_step=on_step, cancelled=cancelled)
+                fresh = renderer.render(replace(job, seeds=missing), on_step=on_step, cancelled=cancelled, **previews)
             about = {"model": fresh.model, "params": fresh.params, "notes": fresh.notes}
             for seed, image in zip(missing, fresh.images):
                 problem = cache.put_image(keys[seed], image, about)
@@ -286,6 +287,12 @@ class Session:
             load_seconds=fresh.load_seconds if fresh else 0.0,
         )
         return rendered, notes
+
+
+def _takes(function, name: str) -> bool:
+    import inspect
+
+    return name in inspect.signature(function).parameters
 
 
 def _reason(error: BaseException) -> str:

@@ -35,6 +35,7 @@ class RenderJob:
     negative: str | None = None  # the user's own --negative (negative_prompt also holds the expander's and the style's)
     true_cfg: float | None = None  # true classifier-free guidance, where a model offers it
     lora: tuple[str, ...] | None = None  # LoRA files as PATH[:WEIGHT]
+    preview: int | None = None  # a preview picture every N steps (None: the renderer's default; 0: none)
     quality: str | None = None  # images APIs
     base_url: str | None = None  # OpenAI-compatible servers
     guidance_kind: str | None = None  # one of GUIDANCE_KINDS, set by resolve
@@ -47,7 +48,7 @@ class RenderJob:
         from dataclasses import asdict
 
         found = asdict(self)
-        for name in ("seeds", "notes", "idea"):
+        for name in ("seeds", "notes", "idea", "preview"):
             found.pop(name)
         return found
 
@@ -86,9 +87,10 @@ class Renderer(Protocol):
     # Optional: fingerprint(job) -> str, what identifies the weights (local files, LoRAs) in the cache key.
 
     def render(self, job: RenderJob, on_step: Callable[[int, int], None] | None = None,
-               cancelled: Callable[[], bool] | None = None) -> Rendered:
+               cancelled: Callable[[], bool] | None = None, on_preview: Callable | None = None) -> Rendered:
         """The images, one per seed. `on_step(done, total)` reports progress; when `cancelled()` turns true,
-        raise `Cancelled` at the next step."""
+        raise `Cancelled` at the next step. Optionally (a renderer may leave the argument out), `on_preview(image,
+        step, total)` shows the picture forming every `job.preview` steps: for a batch, the whole batch so far."""
 
 
 def unused(job: RenderJob, renderer_name: str, *fields: str) -> RenderJob:

@@ -33,12 +33,14 @@ from .diffusers_loading import (
     load_single_file,
     quantization_config,
 )
+from .diffusers_previews import preview_decoder
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "models" / "shapes"
 BUNDLED_NAME = "ipyimagine/shapes"  # how the bundled model is named in records and captions
 
 
 FALLBACK_GUIDANCE = 7.5  # StableDiffusionPipeline's own default, for a pipeline that names none
+DEFAULT_PREVIEW_EVERY = 4  # steps between previews when the user says nothing (--preview N, Imagine.preview)
 TRUE_CFG_DEFAULT = 4.0  # Qwen-Image's own true_cfg_scale, used when --negative asks for true CFG without --true-cfg
 
 
@@ -107,6 +109,7 @@ class DiffusersRenderer:
     def __init__(self, config=None):
         self.config = config
         self._pipelines: dict[str, tuple] = {}  # model -> (loaded pipeline, Placement), reused across cells
+        self._decoders: dict[int, object] = {}  # pipeline -> its preview decoder (or None)
 
     # -------------------------------------------------------------- what it is
     def _configured_model(self) -> str | None:
@@ -328,8 +331,9 @@ class DiffusersRenderer:
             raise ModelNotFound(f"Could not download model {model!r} ({first_line(error)}); check the id, or pass a local folder with --model PATH.") from None
 
     # -------------------------------------------------------------- rendering
-    def render(self, job: RenderJob, on_step=None, cancelled=None) -> Rendered:
-        """Render a resolved job (see `resolve`): one CPU-seeded generator per image, progress on every family."""
+    def render(self, job: RenderJob, on_step=None, cancelled=None, on_preview=None) -> Rendered:
+        """Render a resolved job (see `resolve`): one CPU-seeded generator per image, progress on every family, and
+        a preview picture every `job.preview` steps where a decoder fits the model (see diffusers_previews)."""
         torch, _ = import_torch_and_diffusers()
         started = time.perf_counter()
         pipe, placement = self._loaded(job.model)
@@ -340,12 +344,13 @@ class DiffusersRenderer:
         notes: list[str] = []
         per_image = {"total": job.steps + (prior_steps or 0)}
         images = []
+        preview = self._previewer(pipe, job, on_preview, images)
         adapters = self._apply_loras(pipe, job.lora)
         try:
             for index, seed in enumerate(job.seeds):
                 if cancelled is not None and cancelled():
                     raise Cancelled(f"Cancelled after {index} of {len(job.seeds)} images.", index, len(job.seeds))
-                progress = _Progress(on_step, cancelled, index, len(job.seeds), per_image)
+                progress = _Progress(on_step, cancelled, index, len(job.seeds), per_image, preview)
                 arguments = self._arguments(job, accepted, seed, torch)
                 if "callback_on_step_end" in accepted:
                     arguments["callback_on_step_end"] = progress.step_end(prior_steps or 0)
@@ -384,6 +389,31 @@ class DiffusersRenderer:
                                           "quantize": None if placement.quantize == "none" else placement.quantize}.items() if v})
         return Rendered(images=images, model=job.model if job.model not in (None, BUNDLED_NAME) else BUNDLED_NAME,
                         params=params, notes=notes, load_seconds=load_seconds)
+
+    def _previewer(self, pipe, job: RenderJob, on_preview, images: list):
+        """A function of (latents, done, total) that shows a preview every `job.preview` steps, or None."""
+        every = DEFAULT_PREVIEW_EVERY if job.preview is None else job.preview
+        if on_preview is None or every <= 0:
+            return None
+        key = id(pipe)
+        if key not in self._decoders:
+            self._decoders[key] = preview_decoder(pipe, self.config, small_model=job.model in (None, BUNDLED_NAME))
+        decoder = self._decoders[key]
+        if decoder is None:
+            return None  # no decoder known for this family: the progress bar only
+
+        def show(latents, step: int, done: int, total: int) -> None:
+            if latents is None or step % every:
+                return
+            try:
+                picture = decoder(latents, job.width, job.height)
+            except Exception:  # noqa: BLE001 - a preview that cannot be drawn never stops the render
+                return
+            from ..display import grid
+
+            on_preview(grid([*images, picture]) if images else picture, done, total)
+
+        return show
 
     @staticmethod
     def _arguments(job: RenderJob, accepted: set, seed: int, torch) -> dict:
@@ -471,30 +501,34 @@ class DiffusersRenderer:
 
 
 class _Progress:
-    """Progress of one image among several, reported as progress through the batch; cancel at the next step."""
+    """Progress of one image among several, reported as progress through the batch; cancel at the next step;
+    a preview of the latents where one is asked for."""
 
-    def __init__(self, on_step, cancelled, index: int, images: int, per_image: dict):
+    def __init__(self, on_step, cancelled, index: int, images: int, per_image: dict, preview=None):
         self.on_step, self.cancelled, self.index, self.images, self.per_image = on_step, cancelled, index, images, per_image
+        self.preview = preview
 
-    def report(self, done: int) -> None:
+    def report(self, done: int, latents=None, step: int | None = None) -> None:
         total = self.per_image["total"] * self.images
         done = min(self.index * self.per_image["total"] + done, total)
         if self.cancelled is not None and self.cancelled():
             raise Cancelled(f"Cancelled at step {done} of {total}.", done, total)
         if self.on_step is not None:
             self.on_step(done, total)
+        if self.preview is not None and step is not None:
+            self.preview(latents, step, done, total)
 
     def step_end(self, offset: int, counts_timesteps: bool = True):
         def callback(pipe_, step_index, timestep, tensors):
             if counts_timesteps and getattr(pipe_, "num_timesteps", None):  # PNDM and others take more calls than steps
                 self.per_image["total"] = offset + pipe_.num_timesteps
-            self.report(offset + step_index + 1)
+            self.report(offset + step_index + 1, tensors.get("latents") if counts_timesteps else None, step_index + 1)
             return tensors
 
         return callback
 
     def legacy(self, step_index, timestep, latents) -> None:
-        self.report(step_index + 1)
+        self.report(step_index + 1, latents, step_index + 1)
 
 
 @lru_cache(maxsize=64)
