@@ -71,6 +71,8 @@ PROBES = {
     "candidates": (["--candidates", "2"], {"candidates": 2}, lambda c: sorted(e["variant"] for e in c.expansions) == [0, 1]),
     "pick": (["--candidates", "2", "--pick", "2"], {"candidates": 2, "pick": 2}, lambda c: c.job.prompt.endswith("variant 1")),
     "sweep": (["--sweep", "seed=1-2"], {"sweep": ["seed=1-2"]}, lambda c: [j.seeds for j in c.resolved[-2:]] == [(1,), (2,)]),
+    "preview": (["--preview", "2"], {"preview": 2}, lambda c: c.job.preview == 2),
+    "preview_dir": (["--preview-dir", "{tmp}/frames"], {"preview_dir": "{tmp}/frames"}, lambda c: c.frames),
     "cache": (["--no-cache"], {"cache": False}, lambda c: c.rendered_twice),
     "save": (["--save", "{tmp}/my pictures"], {"save": "{tmp}/my pictures"}, lambda c: c.saved),
 }
@@ -91,6 +93,7 @@ class Seen:
         self.result = ipyimagine.default_session().history[-1]
         self.rendered_twice = len(plugin.JOBS) - before[2] >= 2
         self.saved = bool(list((tmp / "my pictures").glob("*.png"))) if (tmp / "my pictures").exists() else False
+        self.frames = bool(list((tmp / "frames").glob("preview-*.png"))) if (tmp / "frames").exists() else False
 
 
 def run_face(face, shell, words, keywords, idea, tmp, plugin, before):

@@ -60,7 +60,8 @@ def test_cancel_stops_within_a_step(panel, session):
     panel.cancel_button.click()
     assert panel.wait(30)
     # the panel's first picture stays; the cancelled render left no result and no history entry
-    assert panel.result is first and session.history == [first] and panel.status.value == "cancelled"
+    assert panel.result is first and session.history == [first] and panel.status.value.startswith("cancelled at step ")
+    assert "the last preview stays, nothing was recorded" in panel.status.value
     assert panel.progress.value <= stopped_at + 2
 
 

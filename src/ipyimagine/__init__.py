@@ -56,6 +56,9 @@ def imagine(idea: str, *, size=None, session: Session | None = None, on_step=Non
     >>> gen = imagine("a red circle on a blue background", seed=3)   # doctest: +SKIP
     >>> gen.images[0].size, gen.prompt, gen.seed                       # doctest: +SKIP
     """
+    from .params import refuse_unsupported
+
+    refuse_unsupported("python", options, "with imagine() (it is an option of the ipyimagine command)")
     request = Request.from_options(idea, size=size, **options)
     return (session or default_session()).run(request, on_step=on_step)
 

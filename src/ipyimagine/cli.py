@@ -106,17 +106,18 @@ def render_main(argv: list[str]) -> int:
     from . import default_session
     from .display import enlarged
     from .pngmeta import save_png
-    from .progress import TextProgress
+    from .progress import PreviewFolder, TextProgress
     from .request import Request
 
     args = build_parser().parse_args(argv)
     request = Request.from_options(args.idea, **given_options(args))
     progress = None if args.quiet else TextProgress()
+    frames = PreviewFolder(request.preview_dir) if request.preview_dir else None
     if progress:
         progress.start("expanding the idea, loading the model and rendering")
     try:
         result = default_session().run(request, on_step=progress.step if progress else None,
-                                       on_notice=progress.notice if progress else None)
+                                       on_notice=progress.notice if progress else None, on_preview=frames)
     finally:
         if progress:
             progress.close()

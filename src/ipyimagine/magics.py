@@ -66,10 +66,12 @@ class ImagineMagics(Magics):
         with _one_line():
             if args.interactive:
                 refuse_unsupported("interactive", given, "with --interactive (the panel makes one picture at a time)")
+            refuse_unsupported("magic", given, "in a notebook cell (it is an option of the ipyimagine command)")
             request = Request.from_options(idea, **given)
         if args.interactive:
             return self._panel(request, args.out)
-        self._show(lambda on_step, on_notice: self.session.run(request, on_step=on_step, on_notice=on_notice), out=args.out)
+        self._show(lambda progress: self.session.run(request, on_step=progress.step, on_notice=progress.notice,
+                                                     on_preview=getattr(progress, "preview", None)), out=args.out)
 
     def _panel(self, request: Request, out: str | None):
         from .widgets import Panel
@@ -166,10 +168,11 @@ class ImagineMagics(Magics):
                 record = read_record(args.entry)
             if record is None:
                 raise UsageError(f"{args.entry!r} carries no ipyimagine recipe (it was not written by ipyimagine).")
-        return self._show(lambda on_step, on_notice: self.session.rerun(record, on_step=on_step, on_notice=on_notice, **changes))
+        return self._show(lambda progress: self.session.rerun(record, on_step=progress.step, on_notice=progress.notice,
+                                                               on_preview=getattr(progress, "preview", None), **changes))
 
     def _show(self, make, out: str | None = None):
-        """Run `make(on_step, on_notice)` with progress, then show the picture and caption (%%imagine and rerun)."""
+        """Run `make(progress)` with progress (and previews), then show the picture and caption (%%imagine and rerun)."""
         from IPython.display import display
 
         from .display import html_caption
@@ -178,7 +181,7 @@ class ImagineMagics(Magics):
         progress = NotebookProgress() if in_notebook else TextProgress()
         try:
             with _one_line():
-                result = make(progress.step, progress.notice)
+                result = make(progress)
         except KeyboardInterrupt:
             progress.close()
             at = f" at step {progress.done} of {progress.total}" if progress.total else ""

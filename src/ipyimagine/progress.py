@@ -7,6 +7,26 @@ import sys
 import time
 
 
+class PreviewFolder:
+    """`ipyimagine --preview-dir DIR`: each preview frame written as DIR/preview-STEP.png, for people who watch a folder."""
+
+    def __init__(self, folder):
+        from pathlib import Path
+
+        self.folder = Path(folder).expanduser()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.written = 0
+
+    def __call__(self, image, done: int, total: int) -> None:
+        from .pngmeta import save_png
+
+        try:
+            save_png(image, self.folder / f"preview-{done:04d}-of-{total:04d}.png")
+            self.written += 1
+        except OSError:
+            pass  # a frame that cannot be written costs nothing: the picture is what matters
+
+
 class TextProgress:
     """Progress on stderr: `[#######.......] 7/20 steps  1.2 s` redrawn on one line in a terminal, or a plain line
     every tenth of the way when the stream is a file or a CI log (no carriage returns piling up)."""
@@ -63,18 +83,35 @@ class NotebookProgress:
         self.label, self.started = label, time.perf_counter()
         self.done = self.total = 0
         self.notices: list[str] = []
+        self.preview_b64: str | None = None  # the latest preview picture, shown beside the bar (never saved: replaced)
+        self._last_preview = 0.0
         self._last = 0.0
         self.handle = display(self._bar(), display_id=True, raw=True)
 
     def _bar(self) -> dict:
         elapsed = time.perf_counter() - self.started
-        text = f"{self.label}: step {self.done} of {self.total or '?'}, {elapsed:.1f} s"
+        left = f", about {elapsed / self.done * (self.total - self.done):.0f} s left" if self.done and self.total > self.done else ""
+        text = f"{self.label}: step {self.done} of {self.total or '?'}, {elapsed:.1f} s{left}"
         notes = "".join(f"<div style='color:#a60'>{html.escape(n)}</div>" for n in self.notices)
+        picture = (f"<img src='data:image/jpeg;base64,{self.preview_b64}' style='display:block;max-width:256px;image-rendering:pixelated'>"
+                   if self.preview_b64 else "")
         return {
-            "text/html": f"<progress value='{self.done}' max='{self.total or 1}' style='width:20em'></progress> "
+            "text/html": f"{picture}<progress value='{self.done}' max='{self.total or 1}' style='width:20em'></progress> "
                          f"<span>{html.escape(text)}</span>{notes}",
             "text/plain": "\n".join([text, *self.notices]),
         }
+
+    def preview(self, image, done: int, total: int) -> None:
+        """The picture forming, beside the bar (at most four redraws a second)."""
+        from .display import enlarged, thumbnail_b64
+
+        self.done, self.total = done, total
+        now = time.perf_counter()
+        if now - self._last_preview < 0.25 and done != total:
+            return
+        self._last = self._last_preview = now
+        self.preview_b64 = thumbnail_b64(enlarged(image), 256)
+        self.handle.update(self._bar(), raw=True)
 
     def notice(self, text: str) -> None:
         """A note shown under the bar while it renders (the caption keeps it afterwards)."""

@@ -221,7 +221,7 @@ class Session:
                 grid.notes.append(f"The grid was not written to {request.save!r} ({error.strerror or type(error).__name__}).")
         return grid
 
-    def rerun(self, record: dict, on_step=None, cancelled=None, on_notice=None, **changes) -> Generation:
+    def rerun(self, record: dict, on_step=None, cancelled=None, on_notice=None, on_preview=None, **changes) -> Generation:
         """Make a history entry again: its rendered prompt as it was (no new expansion), its settings and seed.
         The idea stays the entry's idea. Keyword `changes` (seed=9, steps=30, ...) remix it."""
         refuse_unsupported("rerun", changes, "with rerun: it renders the entry's own prompt again")
@@ -235,7 +235,7 @@ class Session:
                                    "server's full address to make it again.")
         values.update({k: v for k, v in changes.items() if v is not None})
         return self.imagine(Request.from_options(record.get("idea") or values["prompt"], **values),
-                            on_step=on_step, cancelled=cancelled, on_notice=on_notice)
+                            on_step=on_step, cancelled=cancelled, on_notice=on_notice, on_preview=on_preview)
 
     def cache(self) -> Cache:
         return Cache(max_bytes=self.config.cache_size_mb * 2**20)

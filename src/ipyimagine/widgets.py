@@ -243,10 +243,14 @@ class Panel:
                 def on_step(done, total, token=token):
                     self._step(done, total, token)
 
-                generation = self.session.imagine(request, on_step=on_step, cancelled=stale)
-            except Cancelled:
+                def on_preview(image, done, total, token=token):
+                    self._preview(image, done, total, token)
+
+                generation = self.session.imagine(request, on_step=on_step, cancelled=stale, on_preview=on_preview)
+            except Cancelled as stopped:
                 if self._cancel_requested and token == self._token:
-                    self.status.value = "cancelled"
+                    at = f" at step {stopped.step} of {stopped.total}" if stopped.step else ""
+                    self.status.value = f"cancelled{at}: the last preview stays, nothing was recorded"
                 continue
             except ImagineError as error:
                 if token == self._token:
@@ -273,6 +277,15 @@ class Panel:
         if token == self._token:
             self.progress.max, self.progress.value = total, done
             self.status.value = f"step {done} of {total}"
+
+    def _preview(self, image, done: int, total: int, token: int) -> None:
+        """The picture forming, in the picture area (the final picture replaces it)."""
+        if token != self._token:
+            return
+        from .display import enlarged, png_bytes
+
+        self.image.value = png_bytes(enlarged(image.convert("RGB")))
+        self.status.value = f"step {done} of {total} (preview)"
 
     def _show(self, generation, seconds: float) -> None:
         from .display import grid, html_caption, png_bytes

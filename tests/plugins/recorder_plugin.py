@@ -36,7 +36,7 @@ class RecordingRenderer:
         RESOLVED.append(resolved)
         return resolved
 
-    def render(self, job: RenderJob, on_step=None, cancelled=None) -> Rendered:
+    def render(self, job: RenderJob, on_step=None, cancelled=None, on_preview=None) -> Rendered:
         JOBS.append(job)
         images = []
         for i, seed in enumerate(job.seeds):
@@ -45,6 +45,8 @@ class RecordingRenderer:
             images.append(Image.new("RGB", (job.width, job.height), (seed % 256, job.steps % 256, int(job.guidance * 10) % 256)))
             if on_step is not None:
                 on_step(i + 1, len(job.seeds))
+            if on_preview is not None and job.preview != 0:
+                on_preview(images[-1], i + 1, len(job.seeds))
         params = {"steps": job.steps, "guidance": job.guidance, "guidance_kind": job.guidance_kind, "width": job.width,
                   "height": job.height, "quality": job.quality}
         return Rendered(images=images, model=job.model, params=params)

@@ -405,13 +405,13 @@ class DiffusersRenderer:
         def show(latents, step: int, done: int, total: int) -> None:
             if latents is None or step % every:
                 return
-            try:
-                picture = decoder(latents, job.width, job.height)
-            except Exception:  # noqa: BLE001 - a preview that cannot be drawn never stops the render
-                return
             from ..display import grid
 
-            on_preview(grid([*images, picture]) if images else picture, done, total)
+            try:
+                picture = decoder(latents, job.width, job.height)
+                on_preview(grid([*images, picture]) if images else picture, done, total)
+            except Exception:  # noqa: BLE001 - a preview that cannot be drawn or shown never stops the render
+                return
 
         return show
 
