@@ -8,14 +8,13 @@ model), the expansions already written (an LLM call is paid once), and this kern
 from __future__ import annotations
 
 import random
-import threading
 import time
 import uuid
 from dataclasses import asdict, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import registry
+from . import registry, render_thread
 from .cache import Cache, key_of
 from .config import Imagine
 from .errors import RequestError
@@ -38,9 +37,6 @@ class Session:
         self._renderers: dict[str, object] = {}
         self._expanders: dict[str, object] = {}
         self._expansions: dict[str, Expansion] = {}  # cache key -> expansion written in this session
-        # A loaded pipeline is not safe to run from two threads at once (its scheduler keeps state), and
-        # several panels, or a panel and a cell, may ask together: renders take turns.
-        self._render_lock = threading.RLock()
         self.history: list[Generation] = []
 
     def renderer(self, name: str):
@@ -269,8 +265,8 @@ class Session:
         notes: list[str] = []
         if missing:
             previews = {"on_preview": on_preview} if on_preview and _takes(renderer.render, "on_preview") else {}
-            with self._render_lock:
-                fresh = renderer.render(replace(job, seeds=missing), on_step=on_step, cancelled=cancelled, **previews)
+            fresh = render_thread.run(  # one render thread for the whole process: see render_thread.py
+                lambda stop: renderer.render(replace(job, seeds=missing), on_step=on_step, cancelled=stop, **previews), cancelled)
             about = {"model": fresh.model, "params": fresh.params, "notes": fresh.notes}
             for seed, image in zip(missing, fresh.images):
                 problem = cache.put_image(keys[seed], image, about)

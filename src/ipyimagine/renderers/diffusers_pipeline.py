@@ -403,7 +403,7 @@ class DiffusersRenderer:
             return None  # no decoder known for this family: the progress bar only
 
         def show(latents, step: int, done: int, total: int) -> None:
-            if latents is None or step % every:
+            if latents is None or step % every or step >= job.steps:  # the last step's picture is the final one anyway
                 return
             from ..display import grid
 
