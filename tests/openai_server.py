@@ -102,12 +102,35 @@ class Handler(BaseHTTPRequestHandler):
 
     def images(self, body: dict):
         width, height = (int(v) for v in body.get("size", "1024x1024").split("x"))
+        if body.get("stream"):
+            return self.stream_images(body, width, height)
         scale = self.server.image_scale  # answer with small pictures of the right shape: fast tests
         data = [{"b64_json": png_b64(width // scale, height // scale)} for _ in range(body.get("n", 1))]
         if self.server.revise:
             for item in data:
                 item["revised_prompt"] = "REVISED: " + body["prompt"]
         self.send_json(200, {"created": 0, "data": data, "usage": {"input_tokens": 40, "output_tokens": 272, "total_tokens": 312}})
+
+
+    def stream_images(self, body: dict, width: int, height: int):
+        """Server-sent events as the images API streams them: partial images, then the completed one."""
+        scale = self.server.image_scale
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        common = {"background": "opaque", "created_at": 0, "output_format": "png", "quality": body.get("quality", "auto"),
+                  "size": body.get("size", "1024x1024")}
+        for index in range(int(body.get("partial_images") or 0)):
+            shade = 60 + 60 * index
+            event = {**common, "type": "image_generation.partial_image", "partial_image_index": index,
+                     "b64_json": png_b64(width // scale, height // scale, (shade, shade, shade))}
+            self.wfile.write(f"event: image_generation.partial_image\ndata: {json.dumps(event)}\n\n".encode())
+            self.wfile.flush()
+        usage = {"input_tokens": 40, "input_tokens_details": {"image_tokens": 0, "text_tokens": 40}, "output_tokens": 472,
+                 "total_tokens": 512}
+        done = {**common, "type": "image_generation.completed", "b64_json": png_b64(width // scale, height // scale), "usage": usage}
+        self.wfile.write(f"event: image_generation.completed\ndata: {json.dumps(done)}\n\n".encode())
+        self.wfile.flush()
 
 
 class FakeOpenAI(ThreadingHTTPServer):

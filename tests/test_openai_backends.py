@@ -258,3 +258,27 @@ def test_the_panel_uses_the_cells_server_for_expansion(ishell, server):
     panel = ishell.user_ns["p"]
     assert panel.error is None and server.chat_calls == calls + 1
     assert panel.result.expansion.details["base_url_host"] == f"127.0.0.1:{server.server_address[1]}"
+
+
+def test_gpt_image_models_stream_partial_images_as_previews_and_record_them(ishell, server):
+    import ipyimagine
+
+    frames = []
+    server.requests.clear()
+    gen = ipyimagine.default_session().imagine(
+        ipyimagine.Request("a lighthouse in a storm", backend="openai", expand=False, base_url=server.url(), n=2, seed=1, cache=False),
+        on_preview=lambda image, done, total: frames.append((image.size, done, total)))
+    bodies = [r["body"] for r in server.requests if r["endpoint"] == "images/generations"]
+    assert [(b.get("stream"), b.get("partial_images"), b.get("n")) for b in bodies] == [(True, 2, None)] * 2  # one image a request
+    assert len(frames) == 4 and frames[-1][1:] == (1, 2)  # two partials per picture; the second ones beside the first picture
+    assert gen.params["partial_images"] == 4 and any("bills them as extra output tokens" in n for n in gen.notes)
+    assert gen.params["usage"]["output_tokens"] == 2 * 472 and len(gen.images) == 2
+
+
+def test_without_previews_the_images_api_is_not_streamed(ishell, server):
+    import ipyimagine
+
+    server.requests.clear()
+    ipyimagine.default_session().imagine(ipyimagine.Request("a lighthouse", backend="openai", expand=False, base_url=server.url(),
+                                                            seed=2, cache=False, preview=0), on_preview=lambda *a: None)
+    assert all("stream" not in r["body"] for r in server.requests)

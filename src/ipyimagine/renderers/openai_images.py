@@ -35,6 +35,7 @@ RETIRED = {
     "gpt-image-1": "was shut down on 2026-10-23",
 }
 MAX_N = 10
+PARTIAL_IMAGES = 2  # partial images streamed per picture when previews are on (the API takes 1-3; each is billed)
 
 
 def model_family(model: str) -> dict | None:
@@ -110,8 +111,9 @@ class OpenAIImagesRenderer:
         return replace(job, model=model, quality=quality, width=width, height=height, base_url=base_url,
                        negative_prompt="", negative=None, guidance_kind="none", seed_honoured=False, notes=tuple(notes))
 
-    def render(self, job: RenderJob, on_step=None, cancelled=None) -> Rendered:
-        """Render a resolved job (see `resolve`)."""
+    def render(self, job: RenderJob, on_step=None, cancelled=None, on_preview=None) -> Rendered:
+        """Render a resolved job (see `resolve`). With `on_preview`, GPT image models stream partial images (billed
+        as extra output tokens, recorded), one image a request."""
         config = self.config
         model, quality, base_url = job.model, job.quality, job.base_url
         host = openai_support.host_of(base_url)
@@ -122,9 +124,13 @@ class OpenAIImagesRenderer:
             request["size"] = f"{job.width}x{job.height}"
         if quality:
             request["quality"] = quality
-        per_call = len(job.seeds) if family is not None else 1  # compatible servers (Ollama) reject `n`
+        streaming = on_preview is not None and family is not None and job.preview != 0
+        per_call = len(job.seeds) if family is not None and not streaming else 1  # compatible servers (Ollama) reject `n`
         if per_call > 1:
             request["n"] = per_call
+        if streaming:
+            request.update(stream=True, partial_images=PARTIAL_IMAGES)
+        partials = 0
 
         timeout, retries = config.openai_image_timeout, config.openai_max_retries
         client = openai_support.make_client(base_url, timeout, retries)
@@ -138,7 +144,11 @@ class OpenAIImagesRenderer:
 
                 raise Cancelled(f"Cancelled after {len(images)} of {len(job.seeds)} images.")
             try:
-                response = client.images.generate(**request)
+                if streaming:
+                    response, received = self._streamed(client.images.generate(**request), host, images, len(job.seeds), on_preview)
+                    partials += received
+                else:
+                    response = client.images.generate(**request)
             except openai.OpenAIError as error:
                 raise openai_support.explain(error, host, "image request", timeout, retries, prompt=job.prompt,
                                              base_url=base_url) from None
@@ -160,10 +170,33 @@ class OpenAIImagesRenderer:
             notes.append(f"The server revised the prompt to: {params['revised_prompt'][0]}")
         if usage_total:
             params["usage"] = usage_total
+        if partials:
+            params["partial_images"] = partials
+            notes.append(f"{partials} partial images were streamed as previews; OpenAI bills them as extra output tokens.")
         price = (family or {}).get("price", {}).get(quality)
         if price is not None and request.get("size") == "1024x1024":
             params["cost_usd_estimate"] = round(price * len(images), 4)
         return Rendered(images=images, model=model, params=params, notes=notes)
+
+    def _streamed(self, events, host: str, images: list, count: int, on_preview):
+        """Read one streamed image: each partial image goes to `on_preview`; returns (the completed event as a reply
+        with `data` and `usage`, the number of partials)."""
+        from types import SimpleNamespace
+
+        partials, completed = 0, None
+        for event in events:
+            kind = getattr(event, "type", "")
+            if kind == "image_generation.partial_image" and getattr(event, "b64_json", None):
+                partials += 1
+                from ..display import grid
+
+                picture = self._decode(event, host)
+                on_preview(grid([*images, picture]) if images else picture, len(images), count)
+            elif kind == "image_generation.completed":
+                completed = event
+        if completed is None:
+            raise BackendError(f"{host} ended the image stream without a completed image.")
+        return SimpleNamespace(data=[completed], usage=getattr(completed, "usage", None)), partials
 
     @staticmethod
     def _items(response, host: str) -> list:
