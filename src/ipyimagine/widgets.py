@@ -89,15 +89,18 @@ class Panel:
         self.controls["prompt"] = w.Textarea(value=request.prompt or "", placeholder="the prompt appears here after a render; "
                                              "edit it and press Generate to render it as written",
                                              description="prompt", layout=w.Layout(width=WIDE, height="64px"))
-        self.controls["auto"] = w.Checkbox(value=True, description="render when a control changes", indent=False)
+        self.controls["auto"] = w.Checkbox(value=True, description="render when a control changes", indent=False,
+                                           layout=w.Layout(width="auto", flex="0 0 auto"))
         self.candidates = w.Dropdown(options=[], description="candidates", layout=w.Layout(width=WIDE, display="none"))
-        self.generate_button = w.Button(description="Generate", button_style="primary", icon="paint-brush")
-        self.expand_button = w.Button(description="Expand", tooltip="write the prompt again (three candidates to pick from)")
-        self.random_seed_button = w.Button(description="random", tooltip="a new random seed", layout=w.Layout(width="80px"))
-        self.last_seed_button = w.Button(description="last", tooltip="the seed of the latest result", layout=w.Layout(width="60px"))
-        self.cancel_button = w.Button(description="Cancel", icon="stop", disabled=True)
-        self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="240px"))
-        self.status = w.Label(value="")
+        fixed = dict(width="auto", flex="0 0 auto")  # buttons keep their words at any notebook width
+        self.generate_button = w.Button(description="Generate", button_style="primary", icon="paint-brush", layout=w.Layout(**fixed))
+        self.expand_button = w.Button(description="Expand", tooltip="write the prompt again (three candidates to pick from)",
+                                      layout=w.Layout(**fixed))
+        self.random_seed_button = w.Button(description="random", tooltip="a new random seed", layout=w.Layout(width="auto", min_width="84px"))
+        self.last_seed_button = w.Button(description="last", tooltip="the seed of the latest result", layout=w.Layout(width="auto", min_width="56px"))
+        self.cancel_button = w.Button(description="Cancel", icon="stop", disabled=True, layout=w.Layout(**fixed))
+        self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="auto", flex="1 1 120px", max_width="240px"))
+        self.status = w.Label(value="", layout=w.Layout(flex="0 0 auto"))
         self.message = w.HTML(value="")
         self.image = w.Image(format="png", layout=w.Layout(width="256px", height="256px", object_fit="contain"))
         self.caption = w.HTML(value="", layout=w.Layout(width="100%"))
@@ -111,7 +114,8 @@ class Panel:
         self.widget = w.VBox([
             c["idea"], w.HBox([self.expand_button, c["expand"]]), self.candidates, c["prompt"], c["negative"],
             w.HBox([settings, picture], layout=w.Layout(flex_flow="row wrap")), self.caption,
-            w.HBox([self.generate_button, self.cancel_button, c["auto"], self.progress, self.status]),
+            w.HBox([self.generate_button, self.cancel_button, c["auto"], self.progress, self.status],
+                   layout=w.Layout(flex_flow="row wrap", align_items="center")),
             self.message, self.strip,
         ], layout=w.Layout(align_items="stretch"))
 
@@ -307,13 +311,15 @@ class Panel:
 
         from .display import thumbnail_b64
 
-        width = f"{THUMB}px"
-        image = w.Image(value=base64.b64decode(thumbnail_b64(generation.image, THUMB)), format="jpeg", layout=w.Layout(width=width))
+        width = f"{THUMB + 16}px"
+        image = w.Image(value=base64.b64decode(thumbnail_b64(generation.image, THUMB)), format="jpeg",
+                        layout=w.Layout(width=f"{THUMB}px"))
+        label = w.HTML(f"<div style='font-size:10px;line-height:1.2;text-align:center;width:{THUMB + 16}px'>seed<br>{generation.seed}</div>")
         recall = w.Button(description="recall", tooltip="restore all its settings", layout=w.Layout(width=width))
-        seed = w.Button(description="seed", tooltip=f"use its seed, {generation.seed}", layout=w.Layout(width=width))
+        seed = w.Button(description="use seed", tooltip=f"use its seed, {generation.seed}", layout=w.Layout(width=width))
         recall.on_click(lambda _: self.recall(generation))
         seed.on_click(lambda _: setattr(self.controls["seed"], "value", generation.seed))
-        self.strip.children = (*self.strip.children[-11:], w.VBox([image, recall, seed]))
+        self.strip.children = (*self.strip.children[-11:], w.VBox([image, label, recall, seed], layout=w.Layout(align_items="center")))
 
     def recall(self, generation, seed_only: bool = False) -> None:
         """Put an earlier result's settings back in the controls (renders once, if auto-render is on)."""
