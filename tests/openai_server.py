@@ -49,6 +49,11 @@ class Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length) or b"{}")
         mode, _, endpoint = self.path.strip("/").partition("/v1/")
         self.server.requests.append({"mode": mode, "endpoint": endpoint, "body": body, "authorization": self.headers.get("Authorization")})
+        if mode == "detail" and self.server.detail_status:  # a FastAPI server's error: {"detail": ...}
+            status, detail = self.server.detail_status
+            return self.send_json(status, {"detail": detail})
+        if mode == "urlonly" and endpoint == "images/generations":  # an image by address, which the client must fetch
+            return self.send_json(200, {"created": 0, "data": [{"url": self.server.url_images}]})
         if mode == "ratelimit":
             return self.error(429, "Rate limit reached for requests", "rate_limit_exceeded", headers={"retry-after-ms": "10"})
         if mode == "quota":
@@ -142,6 +147,8 @@ class FakeOpenAI(ThreadingHTTPServer):
         self.chat_calls = 0
         self.image_scale = 16
         self.revise = False
+        self.detail_status = None  # (status, detail) for mode "detail"
+        self.url_images = None  # the image address mode "urlonly" answers with
         self.image_status = 0  # non-zero: images fail with this status while chat works
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()

@@ -74,7 +74,7 @@ def test_rerunning_a_cell_or_retrying_after_a_failed_render_does_not_pay_for_the
     line = f"--expander openai --backend openai --openai-base-url {server.url()}"
     server.image_status = 500
     message = usage_error(ishell, line, "a fox reading a newspaper")
-    assert message.endswith("failed (500) after 2 tries; try again later.")
+    assert message.endswith("failed (500): image service unavailable after 2 tries; try again later.")  # the server's words kept
     calls = server.chat_calls
     server.image_status = 0
     run(ishell, line, "a fox reading a newspaper")
@@ -94,13 +94,13 @@ def test_auto_uses_openai_when_a_base_url_is_configured(ishell, server):
     [
         ("ratelimit", "", "{host} is rate-limiting requests (429) after 2 tries; wait a moment and run the cell again."),
         ("quota", "", "{host} says the account has no quota left (429 insufficient_quota); check your plan and billing."),
-        ("error500", "", "{host} failed (500) after 2 tries; try again later."),
+        ("error500", "", "{host} failed (500): The server had an error after 2 tries; try again later."),
         ("slow", "", "{host} did not answer the prompt expansion within 0.5 s (after 2 tries); try again, or raise Imagine.openai_timeout."),
         ("html", "", "{host} did not answer like an OpenAI-compatible API (no choices in the reply); check the base URL: it usually ends in /v1."),
         ("empty", "", "{host} did not answer like an OpenAI-compatible API (no choices in the reply); check the base URL: it usually ends in /v1."),
         ("badkey", "", "{host} refused the API key (401); set a valid key in the OPENAI_API_KEY environment variable."),
         ("notfound", "", "{host} has no such model or endpoint (404): The model `gpt-5.4-mini` does not exist; check --model and the base URL (it usually ends in /v1)."),
-        ("error503", "", "{host} failed (503) after 2 tries; try again later."),
+        ("error503", "", "{host} failed (503): The engine is currently overloaded after 2 tries; try again later."),
         ("moderation", "--no-expand", "{host}'s safety system refused this prompt: “a lighthouse in a storm” (moderation_blocked); edit it and run again (--no-expand sends your words as written)."),
         ("html", "--no-expand", "{host} did not answer like an OpenAI images API (no images in the reply); check the base URL (it usually ends in /v1) and that the server can make images."),
         ("slow", "--no-expand", "{host} did not answer the image request within 0.5 s (after 2 tries); try again, or raise Imagine.openai_timeout."),
@@ -147,7 +147,9 @@ def test_free_sizes_on_gpt_image_2_and_a_compatible_servers_own_model(ishell, se
     assert record["params"]["size"] == "1536x640"
     server.requests.clear()
     record = entry(run(ishell, f"--backend openai --no-expand --openai-base-url {server.url()} --model x/z-image-turbo -n 2"))
-    assert [set(r["body"]) for r in server.requests] == [{"model", "prompt"}] * 2  # one image a request, no n or quality
+    # one image a request, no n or quality; the picture as base64, not a URL to fetch; each image's own seed
+    assert [set(r["body"]) for r in server.requests] == [{"model", "prompt", "response_format", "seed"}] * 2
+    assert [r["body"]["seed"] for r in server.requests] == record["seeds"] and server.requests[0]["body"]["response_format"] == "b64_json"
     assert record["model"] == "x/z-image-turbo" and len(record["seeds"]) == 2
 
 
@@ -282,3 +284,29 @@ def test_without_previews_the_images_api_is_not_streamed(ishell, server):
     ipyimagine.default_session().imagine(ipyimagine.Request("a lighthouse", backend="openai", expand=False, base_url=server.url(),
                                                             seed=2, cache=False, preview=0), on_preview=lambda *a: None)
     assert all("stream" not in r["body"] for r in server.requests)
+
+
+def test_a_fastapi_servers_reason_is_read_and_a_missing_model_is_not_retried(ishell, server, monkeypatch):
+    """What aquiles-image and other FastAPI servers answer: {"detail": ...}; a model it does not serve will not change."""
+    server.detail_status = (503, "Model not available: shapes")
+    try:
+        message = usage_error(ishell, f"--backend openai --no-expand --openai-base-url {server.url('detail')} --model shapes")
+    finally:
+        server.detail_status = None
+    assert message.startswith(f"127.0.0.1:{server.server_address[1]} failed (503)") and "Model not available: shapes" in message
+    assert len([r for r in server.requests if r["mode"] == "detail"]) == 1  # asked once, not three times
+    server.detail_status = (422, [{"loc": ["body", "size"], "msg": "size must be one of 256x256, 512x512", "type": "value_error"}])
+    try:
+        message = usage_error(ishell, f"--backend openai --no-expand --openai-base-url {server.url('detail')} --model shapes")
+    finally:
+        server.detail_status = None
+    assert "size: size must be one of 256x256, 512x512" in message
+
+
+def test_an_image_url_that_cannot_be_fetched_is_one_sentence(ishell, server):
+    server.url_images = "http://0.0.0.0:9/never.png"
+    try:
+        message = usage_error(ishell, f"--backend openai --no-expand --openai-base-url {server.url('urlonly')} --model shapes")
+    finally:
+        server.url_images = None
+    assert "answered with an image address that cannot be fetched from here (http://0.0.0.0:9" in message and "\n" not in message

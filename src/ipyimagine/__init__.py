@@ -47,11 +47,12 @@ def default_session() -> Session:
     return _default_session
 
 
-def imagine(idea: str, *, size=None, session: Session | None = None, on_step=None, **options):
+def imagine(idea, *, size=None, session: Session | None = None, on_step=None, **options):
     """Expand `idea` and render it. Keyword options are the magic's, by their names in the option table
     (`ipyimagine.params.OPTIONS`): seed, steps, guidance, size ('512x512' or (w, h)), width, height, n, style,
     negative, expand, prompt, expander, backend, model, quality, base_url, candidates, pick, cache, save, sweep.
-    Returns a Generation (a Grid with `sweep=["seed=1-4"]`).
+    Returns a Generation (a Grid with `sweep=["seed=1-4"]`); a list of ideas returns a list of Generations, spread
+    over the servers when several are given (`server=[url1, url2]`).
 
     >>> gen = imagine("a red circle on a blue background", seed=3)   # doctest: +SKIP
     >>> gen.images[0].size, gen.prompt, gen.seed                       # doctest: +SKIP
@@ -59,6 +60,9 @@ def imagine(idea: str, *, size=None, session: Session | None = None, on_step=Non
     from .params import refuse_unsupported
 
     refuse_unsupported("python", options, "with imagine() (it is an option of the ipyimagine command)")
+    if isinstance(idea, (list, tuple)):
+        requests = [Request.from_options(one, size=size, **options) for one in idea]
+        return (session or default_session()).batch(requests, on_step=on_step)
     request = Request.from_options(idea, size=size, **options)
     return (session or default_session()).run(request, on_step=on_step)
 

@@ -50,6 +50,10 @@ class _Settings(Configurable):
     preview_decoder = Unicode("", help="A tiny autoencoder (AutoencoderTiny: TAESD, TAESDXL, TAESD3, TAEF1) for previews of local "
                                        "models: a local folder, or a hub id in the Hugging Face cache; empty: the cheapest "
                                        "built-in decoder (the model's own small VAE, or a linear latent-to-RGB map).").tag(config=True)
+    server_timeout = CFloat(600.0, help="Seconds to wait for a server backend (a1111, comfyui, hf) to answer a render.").tag(config=True)
+    hf_provider = Unicode("auto", help="Hugging Face Inference Provider for the hf backend: 'auto' or a named one "
+                                       "(fal-ai, hf-inference, replicate, together, ...). The token is read from HF_TOKEN.").tag(config=True)
+    server_concurrency = CInt(1, help="Renders sent to each server of a pool at once.").tag(config=True)
     max_pixels = CInt(None, allow_none=True, help="Largest picture (width x height) a cell may ask for; None: no cap below "
                                                   "ipyimagine's own 2048x2048.").tag(config=True)
     allow_download = Bool(True, help="Let the diffusers backend download a model id that is not in the local cache "

@@ -18,6 +18,7 @@ from .request import Request
 SUBCOMMANDS = {
     "history": "what was made, newest first, with thumbnails: [--grep TEXT] [--limit N] [--export FILE.json|.csv]",
     "rerun": "make entry N (or the image in a PNG file) again: rerun N|PATH [--seed S --steps N ...] to remix",
+    "batch": "one picture for each idea in a file (one idea a line), spread over the servers of a pool: batch FILE [options]",
     "cache": "how much the cache holds; `%imagine cache clear` empties it",
     "backends": "each renderer and expander, whether it can run here, and why not",
     "styles": "the style presets for --style",
@@ -98,6 +99,8 @@ class ImagineMagics(Magics):
             return self._rerun(rest)
         if command == "cache":
             return self._cache(rest.strip())
+        if command == "batch":
+            return self._batch(rest)
         if command == "backends":
             from .tables import BackendsTable
 
@@ -113,6 +116,41 @@ class ImagineMagics(Magics):
         raise UsageError(
             f"Unknown command %imagine {command!r}; use one of: {', '.join(SUBCOMMANDS)} (or %%imagine as a cell magic to render an idea)."
         )
+
+    def _batch(self, arguments: str):
+        parser = UsageParser(prog="%imagine batch", add_help=False, error_class=UsageError)
+        parser.add_argument("file", help="a text file with one idea a line")
+        add_arguments(parser)
+        with _one_line():
+            args = parser.parse_args(split_line(arguments))
+            given = given_options(args)
+            refuse_unsupported("magic", given, "in a notebook cell (it is an option of the ipyimagine command)")
+            try:
+                ideas = [line.strip() for line in Path(args.file).expanduser().read_text(encoding="utf-8").splitlines() if line.strip()]
+            except OSError as error:
+                raise UsageError(f"%imagine batch: cannot read {args.file!r} ({error.strerror}).") from None
+            if not ideas:
+                raise UsageError(f"%imagine batch: {args.file!r} holds no ideas (one idea a line).")
+            requests = [Request.from_options(idea, **given) for idea in ideas]
+        from IPython.display import display
+
+        from .display import html_caption
+
+        progress = TextProgress() if getattr(self.shell, "kernel", None) is None else NotebookProgress(label="batch")
+        try:
+            with _one_line():
+                generations = self.session.batch(requests, on_step=progress.step, on_notice=progress.notice)
+        except KeyboardInterrupt:
+            progress.close()
+            raise UsageError("Interrupted; the batch stopped. The next cell runs as usual.") from None
+        except BaseException:
+            progress.close()
+            raise
+        progress.close()
+        for generation in generations:
+            display(generation)
+            display({"text/html": html_caption(generation)}, raw=True)
+        return None
 
     def _cache(self, rest: str) -> None:
         cache = self.session.cache()

@@ -77,6 +77,24 @@ def make_client(base_url: str | None, timeout: float, max_retries: int):
     return openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=max_retries)
 
 
+def _said(body) -> str | None:
+    if not isinstance(body, dict):
+        return body if isinstance(body, str) else None
+    if isinstance(body.get("error"), dict):
+        body = body["error"]
+    said = body.get("message") or body.get("detail") or (body.get("error") if isinstance(body.get("error"), str) else None)
+    if isinstance(said, list):  # FastAPI's validation errors: where and what
+        said = "; ".join(f"{'.'.join(str(p) for p in item.get('loc', [])[1:])}: {item.get('msg')}" if isinstance(item, dict)
+                         else str(item) for item in said[:3])
+    return str(said) if said else None
+
+
+def will_not_change(error: Exception) -> bool:
+    """A failure that retrying cannot mend: the server says the model is missing or the request is wrong."""
+    said = (_said(getattr(error, "body", None)) or "").lower()
+    return any(word in said for word in ("model not", "not available", "unknown model", "no such model", "not found", "invalid"))
+
+
 def explain(error: Exception, host: str, what: str, timeout: float, max_retries: int, prompt: str | None = None,
             base_url: str | None = None) -> BackendError:
     """One sentence for an SDK error, by status and code (never by parsing the text, which varies by SDK version)."""
@@ -86,7 +104,7 @@ def explain(error: Exception, host: str, what: str, timeout: float, max_retries:
     status = getattr(error, "status_code", None)
     code = getattr(error, "code", None)
     body = getattr(error, "body", None)
-    said = body.get("message") if isinstance(body, dict) else None  # the server's words, without the SDK's prefix
+    said = _said(body)  # the server's words, without the SDK's prefix: OpenAI's error.message or FastAPI's detail
     server_says = redact(str(said or ""), base_url).strip().splitlines()
     detail = f": {server_says[0][:160]}" if server_says else ""
     if isinstance(error, openai.APITimeoutError):
@@ -109,8 +127,10 @@ def explain(error: Exception, host: str, what: str, timeout: float, max_retries:
         message = f"{host}'s safety system refused{shown} ({code}); edit it and run again (--no-expand sends your words as written)."
     elif isinstance(error, openai.BadRequestError):
         message = f"{host} rejected the {what} (400){detail}."
+    elif (isinstance(error, openai.InternalServerError) or (status is not None and status >= 500)) and will_not_change(error):
+        message = f"{host} failed ({status}){detail}; trying again will not change it: check --model and the server."
     elif isinstance(error, openai.InternalServerError) or (status is not None and status >= 500):
-        message = f"{host} failed ({status}) {tries}; try again later."
+        message = f"{host} failed ({status}){detail} {tries}; try again later."
     elif status is not None:
         message = f"{host} answered {status} to the {what}{detail}."
     else:

@@ -134,6 +134,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("n", ("-n",), int, "number of images, 1-8", metavar="N", low=1, high=8, default=1, record="seeds.len", panel="slider"),
     Option("quality", ("--quality",), str, "images APIs: low, medium, high or auto (default Imagine.openai_quality)",
            metavar="Q", record="params.quality"),
+    Option("server", ("--server",), list, "a server that renders (a1111, comfyui, hf or an OpenAI-compatible one); repeat it "
+           "for a pool that shares the work", metavar="URL", config="servers"),
+    Option("expander_server", ("--expander-server",), str, "an OpenAI-compatible server for the expander only",
+           metavar="URL", config="expander_server"),
+    Option("workflow", ("--workflow",), str, "comfyui: your own workflow, exported with 'Save (API format)'", metavar="FILE",
+           config="comfyui_workflow", record="params.workflow"),
     Option("base_url", ("--openai-base-url",), str, "an OpenAI-compatible server for this cell (expander and renderer), "
            "e.g. http://localhost:11434/v1", metavar="URL", config="openai_base_url"),
     Option("candidates", ("--candidates",), int, "write K expansions (1-8); the caption lists them all", metavar="K",

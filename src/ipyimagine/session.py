@@ -8,6 +8,7 @@ model), the expansions already written (an LLM call is paid once), and this kern
 from __future__ import annotations
 
 import random
+import threading
 import time
 import uuid
 from dataclasses import asdict, fields, replace
@@ -19,6 +20,7 @@ from .cache import Cache, key_of
 from .config import Imagine
 from .errors import RequestError
 from .params import BY_NAME, MAX_SEED, from_record, refuse_unsupported
+from .pool import BatchProgress, ServerPool
 from .renderers import Rendered, RenderJob
 from .request import Expansion, Generation, Request, public_url
 from .styles import get_style
@@ -38,6 +40,8 @@ class Session:
         self._expanders: dict[str, object] = {}
         self._expansions: dict[str, Expansion] = {}  # cache key -> expansion written in this session
         self.history: list[Generation] = []
+        self._pools: dict[tuple, ServerPool] = {}
+        self._pools_lock = threading.Lock()
 
     def renderer(self, name: str):
         if name not in self._renderers:
@@ -206,9 +210,7 @@ class Session:
                 cell = apply(base, x, vx)
                 cells.append(apply(cell, y, vy) if y else cell)  # every cell is checked before the first one renders
         started = time.perf_counter()
-        generations = [self.imagine(cell, on_step=_cell_progress(on_step, i, len(cells)), cancelled=cancelled,
-                                    on_notice=on_notice if i == 0 else None)
-                       for i, cell in enumerate(cells)]
+        generations = self._many(cells, on_step, cancelled, on_notice)
         grid = Grid(generations, x, y, seconds=time.perf_counter() - started)
         if request.save:
             try:
@@ -216,6 +218,27 @@ class Session:
             except OSError as error:
                 grid.notes.append(f"The grid was not written to {request.save!r} ({error.strerror or type(error).__name__}).")
         return grid
+
+    def batch(self, requests: list[Request], on_step=None, cancelled=None, on_notice=None) -> list[Generation]:
+        """Several requests (a list of ideas): spread over the servers of a pool when there is one, else in turn."""
+        return self._many(list(requests), on_step, cancelled, on_notice)
+
+    def _many(self, requests: list[Request], on_step, cancelled, on_notice) -> list[Generation]:
+        """Generations for several requests, in order: at once over a pool's servers, else one after another."""
+        first = self.filled(requests[0])
+        renderer = self.renderer(first.backend)
+        servers = tuple(first.server or ())
+        if len(servers) > 1 and not getattr(renderer, "runs_locally", True):
+            from concurrent.futures import ThreadPoolExecutor
+
+            progress = BatchProgress(on_step, len(requests))
+            slots = len(servers) * max(1, self.config.server_concurrency)
+            with ThreadPoolExecutor(max_workers=min(slots, len(requests)), thread_name_prefix="ipyimagine-batch") as executor:
+                futures = [executor.submit(self.imagine, r, on_step=progress.part(i), cancelled=cancelled,
+                                           on_notice=on_notice if i == 0 else None) for i, r in enumerate(requests)]
+                return [f.result() for f in futures]
+        return [self.imagine(r, on_step=_cell_progress(on_step, i, len(requests)), cancelled=cancelled,
+                             on_notice=on_notice if i == 0 else None) for i, r in enumerate(requests)]
 
     def rerun(self, record: dict, on_step=None, cancelled=None, on_notice=None, on_preview=None, **changes) -> Generation:
         """Make a history entry again: its rendered prompt as it was (no new expansion), its settings and seed.
@@ -240,7 +263,7 @@ class Session:
         """An expansion, from this session or the cache when the same one was written before."""
         settings = {name: getattr(self.config, name, None) for name in getattr(expander, "settings", ())}
         key = key_of("expansion", dict(expander=expander.name, idea=request.idea, style=request.style, variant=variant,
-                                       base_url=request.base_url, settings=settings))
+                                       base_url=request.expander_server or request.base_url, settings=settings))
         use_cache = request.cache
         if use_cache and key in self._expansions:
             return self._expansions[key]
@@ -248,10 +271,42 @@ class Session:
         if stored is not None:
             expansion = Expansion(**stored)
         else:
-            expansion = expander.expand(request.idea, style=request.style, variant=variant, base_url=request.base_url)
+            expansion = expander.expand(request.idea, style=request.style, variant=variant,
+                                        base_url=request.expander_server or request.base_url)
             self.cache().put_json(key, asdict(expansion))  # a failed write costs nothing here: the prompt is in hand
         self._expansions[key] = expansion
         return expansion
+
+    def pool(self, job: RenderJob, renderer) -> ServerPool | None:
+        """The pool of a job's servers, when there are several and the backend's work is theirs (one pool per set of
+        servers, shared by the cells of a sweep and the ideas of a batch running at once)."""
+        servers = tuple(job.server or ())
+        if len(servers) < 2 or getattr(renderer, "runs_locally", True):
+            return None
+        with self._pools_lock:
+            if servers not in self._pools:
+                self._pools[servers] = ServerPool(servers, self.config.server_concurrency)
+            return self._pools[servers]
+
+    def _fresh(self, renderer, job: RenderJob, on_step, cancelled, on_preview) -> Rendered:
+        """The renderer's images for a job: on the one render thread for local models, spread over the pool for
+        several servers (one image a job, each with its own seed), else straight to the server."""
+        previews = {"on_preview": on_preview} if on_preview and _takes(renderer.render, "on_preview") else {}
+        if getattr(renderer, "runs_locally", True):
+            return render_thread.run(  # one render thread for the whole process: see render_thread.py
+                lambda stop: renderer.render(job, on_step=on_step, cancelled=stop, **previews), cancelled)
+        pool = self.pool(job, renderer)
+        if pool is None:
+            return renderer.render(job, on_step=on_step, cancelled=cancelled, **previews)
+        progress = BatchProgress(on_step, len(job.seeds))
+        works = [lambda server, i=i, seed=seed: renderer.render(replace(job, seeds=(seed,), server=(server,)),
+                                                               on_step=progress.part(i), cancelled=cancelled)
+                 for i, seed in enumerate(job.seeds)]
+        parts = pool.map(works, cancelled)
+        notes = list(dict.fromkeys(n for part in parts for n in part.notes)) + pool.notes
+        return Rendered(images=[image for part in parts for image in part.images], model=parts[0].model,
+                        params={**parts[0].params, "servers": sorted({p.params.get("server", "") for p in parts} - {""})},
+                        notes=notes, load_seconds=0.0)
 
     def _render(self, renderer, job: RenderJob, use_cache: bool, on_step, cancelled, on_preview=None) -> tuple[Rendered, list[str]]:
         """Images from the cache where it has them (one entry per seed), the rest from the renderer; and a note for
@@ -264,9 +319,7 @@ class Session:
         missing = tuple(seed for seed in job.seeds if found.get(seed) is None)
         notes: list[str] = []
         if missing:
-            previews = {"on_preview": on_preview} if on_preview and _takes(renderer.render, "on_preview") else {}
-            fresh = render_thread.run(  # one render thread for the whole process: see render_thread.py
-                lambda stop: renderer.render(replace(job, seeds=missing), on_step=on_step, cancelled=stop, **previews), cancelled)
+            fresh = self._fresh(renderer, replace(job, seeds=missing), on_step, cancelled, on_preview)
             about = {"model": fresh.model, "params": fresh.params, "notes": fresh.notes}
             for seed, image in zip(missing, fresh.images):
                 problem = cache.put_image(keys[seed], image, about)

@@ -36,6 +36,8 @@ class RenderJob:
     true_cfg: float | None = None  # true classifier-free guidance, where a model offers it
     lora: tuple[str, ...] | None = None  # LoRA files as PATH[:WEIGHT]
     preview: int | None = None  # a preview picture every N steps (None: the renderer's default; 0: none)
+    server: tuple[str, ...] | None = None  # the server(s) of a server backend; a pool gives each job one
+    workflow: str | None = None  # comfyui: the user's workflow file
     quality: str | None = None  # images APIs
     base_url: str | None = None  # OpenAI-compatible servers
     guidance_kind: str | None = None  # one of GUIDANCE_KINDS, set by resolve
@@ -48,7 +50,7 @@ class RenderJob:
         from dataclasses import asdict
 
         found = asdict(self)
-        for name in ("seeds", "notes", "idea", "preview"):
+        for name in ("seeds", "notes", "idea", "preview", "server"):  # a pool's servers draw the same picture for a seed
             found.pop(name)
         return found
 

@@ -183,7 +183,7 @@ class DiffusersRenderer:
     def resolve(self, job: RenderJob) -> RenderJob:
         """Model, steps, guidance, size and negative prompt as the family will really use them, read from the model's
         files (no loading): the user's value, else the folder's recommended.json, else the family's own default."""
-        job = unused(job, self.name, "quality", "base_url")
+        job = unused(job, self.name, "quality", "base_url", "server", "workflow")
         model = job.model if job.model not in (None, BUNDLED_NAME) else None
         family = self.family(model)
         notes = list(job.notes)

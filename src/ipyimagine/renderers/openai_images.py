@@ -77,6 +77,7 @@ class OpenAIImagesRenderer:
     takes_negative = False
     takes_steps = False
     takes_guidance = False
+    runs_locally = False  # the server works: several servers of a pool render at once
 
     def __init__(self, config=None):
         self.config = config
@@ -94,9 +95,9 @@ class OpenAIImagesRenderer:
         from dataclasses import replace
 
         config = self.config
-        job = unused(job, self.name, "steps", "guidance", "true_cfg", "lora")
+        job = unused(job, self.name, "steps", "guidance", "true_cfg", "lora", "workflow")
         model = job.model or config.openai_image_model
-        base_url = openai_support.base_url_of(config, job.base_url)
+        base_url = openai_support.base_url_of(config, job.server[0] if job.server else job.base_url)
         family = model_family(model)
         notes = list(job.notes)
         quality, width, height = job.quality, job.width, job.height
@@ -115,7 +116,8 @@ class OpenAIImagesRenderer:
         """Render a resolved job (see `resolve`). With `on_preview`, GPT image models stream partial images (billed
         as extra output tokens, recorded), one image a request."""
         config = self.config
-        model, quality, base_url = job.model, job.quality, job.base_url
+        model, quality = job.model, job.quality
+        base_url = job.server[0] if job.server else job.base_url  # a pool's server, or the one resolved
         host = openai_support.host_of(base_url)
         family = model_family(model)
 
@@ -126,6 +128,10 @@ class OpenAIImagesRenderer:
             request["quality"] = quality
         streaming = on_preview is not None and family is not None and job.preview != 0
         per_call = len(job.seeds) if family is not None and not streaming else 1  # compatible servers (Ollama) reject `n`
+        compatible = family is None
+        if compatible:
+            request["response_format"] = "b64_json"  # so no image URL has to be fetched (servers advertise 0.0.0.0 ones)
+            request["extra_body"] = {"seed": job.seeds[0]}  # vLLM-Omni and others take a seed: sent, and said so
         if per_call > 1:
             request["n"] = per_call
         if streaming:
@@ -133,7 +139,7 @@ class OpenAIImagesRenderer:
         partials = 0
 
         timeout, retries = config.openai_image_timeout, config.openai_max_retries
-        client = openai_support.make_client(base_url, timeout, retries)
+        client = openai_support.make_client(base_url, timeout, 0)  # retried here: what will not change is not retried
         images, revised, usage_total = [], [], {}
         started = time.perf_counter()
         import openai
@@ -143,12 +149,22 @@ class OpenAIImagesRenderer:
                 from ..errors import Cancelled
 
                 raise Cancelled(f"Cancelled after {len(images)} of {len(job.seeds)} images.")
+            if compatible:
+                request["extra_body"] = {"seed": job.seeds[len(images)]} if "extra_body" in request else None
+                request = {k: v for k, v in request.items() if v is not None}
             try:
                 if streaming:
-                    response, received = self._streamed(client.images.generate(**request), host, images, len(job.seeds), on_preview)
+                    response, received = self._streamed(self._generate(client, request, retries), host, images, len(job.seeds), on_preview)
                     partials += received
                 else:
-                    response = client.images.generate(**request)
+                    response = self._generate(client, request, retries)
+            except openai.BadRequestError as error:
+                rejected = [k for k in ("response_format", "seed") if k in str(getattr(error, "body", "") or error)]
+                if compatible and rejected and ("response_format" in request or "extra_body" in request):
+                    request.pop("response_format", None) if "response_format" in rejected else request.pop("extra_body", None)
+                    continue  # a stricter compatible server: ask again without what it does not take
+                raise openai_support.explain(error, host, "image request", timeout, retries, prompt=job.prompt,
+                                             base_url=base_url) from None
             except openai.OpenAIError as error:
                 raise openai_support.explain(error, host, "image request", timeout, retries, prompt=job.prompt,
                                              base_url=base_url) from None
@@ -164,7 +180,11 @@ class OpenAIImagesRenderer:
         params = {"quality": quality, "size": request.get("size"), "width": images[0].width, "height": images[0].height,
                   "guidance_kind": "none", "seed_honoured": False, "base_url_host": host,
                   "seconds": round(time.perf_counter() - started, 2)}
-        notes = ["The images API takes no seed: the recorded seed does not reproduce this picture (ipyimagine's cache does)."]
+        if compatible and "extra_body" in request:
+            params["seed_sent"] = True
+            notes = [f"{host} was sent each image's seed; whether it honours it is the server's (ipyimagine's cache reproduces it)."]
+        else:
+            notes = ["The images API takes no seed: the recorded seed does not reproduce this picture (ipyimagine's cache does)."]
         if any(revised):
             params["revised_prompt"] = [r for r in revised if r]
             notes.append(f"The server revised the prompt to: {params['revised_prompt'][0]}")
@@ -177,6 +197,20 @@ class OpenAIImagesRenderer:
         if price is not None and request.get("size") == "1024x1024":
             params["cost_usd_estimate"] = round(price * len(images), 4)
         return Rendered(images=images, model=model, params=params, notes=notes)
+
+    @staticmethod
+    def _generate(client, request: dict, retries: int):
+        """images.generate, tried again after a rate limit, a server error or a dropped connection, but not when the
+        server's own words say it will not change (a model it does not serve)."""
+        import openai
+
+        for attempt in range(retries + 1):
+            try:
+                return client.images.generate(**request)
+            except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError) as error:
+                if attempt == retries or openai_support.will_not_change(error) or getattr(error, "code", None) == "insufficient_quota":
+                    raise
+                time.sleep(min(8.0, 0.5 * 2**attempt))
 
     def _streamed(self, events, host: str, images: list, count: int, on_preview):
         """Read one streamed image: each partial image goes to `on_preview`; returns (the completed event as a reply
@@ -217,8 +251,15 @@ class OpenAIImagesRenderer:
         elif getattr(item, "url", None):
             import urllib.request
 
-            with urllib.request.urlopen(item.url, timeout=60) as reply:  # only older compatible servers answer with a URL
-                raw = reply.read()
+            try:
+                with urllib.request.urlopen(item.url, timeout=60) as reply:  # only some compatible servers answer with a URL
+                    raw = reply.read()
+            except (OSError, ValueError) as error:
+                from ..request import public_url
+
+                raise BackendError(f"{host} answered with an image address that cannot be fetched from here ({public_url(item.url)}: "
+                                   f"{getattr(error, 'reason', None) or type(error).__name__}); the server may advertise a "
+                                   "0.0.0.0 or internal address.") from None
         else:
             raise BackendError(f"{host} sent an image entry with neither b64_json nor url.")
         try:

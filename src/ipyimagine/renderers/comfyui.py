@@ -1,0 +1,261 @@
+"""Render on a ComfyUI server through its HTTP + websocket API, with a built-in text-to-image workflow or the user's
+own (exported with "Save (API format)", `--workflow FILE`).
+
+For each image: connect the websocket (`/ws?clientId=...`), queue the graph (`POST /prompt`), follow its progress
+and preview frames, then read the result from `/history/{id}` and `/view`. Cancel is `POST /interrupt` plus
+deleting the prompt from the queue. One prompt per seed (ComfyUI's batches share one seed), so image i really has
+seed S+i. The graph that was sent is kept in the record, so a rerun sends the same graph. A token for a ComfyUI
+behind a reverse proxy is read from IPYIMAGINE_COMFYUI_TOKEN, never from configuration.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+from ..errors import BackendError, Cancelled, MissingDependency, RequestError
+from . import Rendered, RenderJob, unused
+from .servers import explain_http, first_server, host_of, one_sentence_detail
+
+TOKEN_ENV = "IPYIMAGINE_COMFYUI_TOKEN"
+SAMPLERS = ("KSampler", "KSamplerAdvanced")
+LATENTS = ("EmptyLatentImage", "EmptySD3LatentImage", "EmptyHunyuanLatentVideo")
+BUILT_IN = {  # the default graph of a fresh ComfyUI, in API format
+    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}},
+    "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 512, "batch_size": 1}},
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}, "_meta": {"title": "Positive Prompt"}},
+    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}, "_meta": {"title": "Negative Prompt"}},
+    "3": {"class_type": "KSampler", "inputs": {"seed": 0, "steps": 20, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal",
+                                               "denoise": 1.0, "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0],
+                                               "latent_image": ["5", 0]}},
+    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ipyimagine", "images": ["8", 0]}},
+}
+
+
+def load_workflow(source: str | None) -> dict:
+    """The graph: the built-in one, a file exported in API format, or a graph given as JSON text (a rerun's)."""
+    if not source:
+        return copy.deepcopy(BUILT_IN)
+    text = source if source.lstrip().startswith("{") else None
+    if text is None:
+        try:
+            text = Path(source).expanduser().read_text(encoding="utf-8")
+        except OSError as error:
+            raise RequestError(f"--workflow {source!r}: cannot read it ({error.strerror}).") from None
+    try:
+        graph = json.loads(text)
+    except ValueError:
+        raise RequestError(f"--workflow {source!r} is not JSON; export it from ComfyUI with 'Save (API format)'.") from None
+    if not isinstance(graph, dict) or not all(isinstance(n, dict) and "class_type" in n for n in graph.values()):
+        raise RequestError(f"--workflow {source!r} is not an API-format workflow (nodes with class_type); use 'Save (API format)'.")
+    return graph
+
+
+def fill(graph: dict, job: RenderJob, seed: int) -> dict:
+    """The graph with the prompt, negative prompt, seed, steps, cfg, size and model put into the nodes that take them:
+    the sampler by class, the texts by following its positive/negative links (or by title), the latent by class."""
+    graph = copy.deepcopy(graph)
+    samplers = [n for n in graph.values() if n.get("class_type") in SAMPLERS]
+    if not samplers:
+        raise RequestError("The workflow has no KSampler node; ipyimagine sets seed, steps and cfg there.")
+    sampler = samplers[0]["inputs"]
+    sampler["noise_seed" if "noise_seed" in sampler else "seed"] = seed
+    if job.steps:
+        sampler["steps"] = job.steps
+    if job.guidance is not None:
+        sampler["cfg"] = job.guidance
+    for role, text in (("positive", job.prompt), ("negative", job.negative_prompt or "")):
+        node = _linked(graph, sampler.get(role)) or _titled(graph, f"{role} prompt")
+        if node is not None and "text" in node["inputs"]:
+            node["inputs"]["text"] = text
+        elif role == "positive":
+            raise RequestError("The workflow's KSampler has no CLIPTextEncode on its positive input; title the prompt node "
+                               "'Positive Prompt'.")
+    for node in graph.values():
+        if node.get("class_type") in LATENTS:
+            node["inputs"].update(width=job.width, height=job.height, batch_size=1)
+        if node.get("class_type") == "CheckpointLoaderSimple" and job.model:
+            node["inputs"]["ckpt_name"] = job.model
+    return graph
+
+
+def _linked(graph: dict, link):
+    if isinstance(link, list) and link and str(link[0]) in graph:
+        node = graph[str(link[0])]
+        return node if node.get("class_type", "").startswith("CLIPTextEncode") else None
+    return None
+
+
+def _titled(graph: dict, title: str):
+    return next((n for n in graph.values() if str((n.get("_meta") or {}).get("title", "")).lower() == title), None)
+
+
+class ComfyUIRenderer:
+    name = "comfyui"
+    takes_seed = True
+    takes_negative = True
+    takes_steps = True
+    takes_guidance = True
+    runs_locally = False
+
+    def __init__(self, config=None):
+        self.config = config
+
+    def availability(self) -> str | None:
+        if not getattr(self.config, "servers", None):
+            return "no server: give --server http://HOST:8188 (or Imagine.servers) for a running ComfyUI"
+        return None
+
+    def describe(self) -> str:
+        workflow = getattr(self.config, "comfyui_workflow", None)
+        return f"ComfyUI over HTTP + websocket, {'workflow ' + workflow if workflow else 'built-in text-to-image workflow'}"
+
+    def resolve(self, job: RenderJob) -> RenderJob:
+        job = unused(job, self.name, "quality", "true_cfg", "lora", "base_url")
+        graph = load_workflow(job.workflow)
+        sampler = next((n["inputs"] for n in graph.values() if n.get("class_type") in SAMPLERS), {})
+        latent = next((n["inputs"] for n in graph.values() if n.get("class_type") in LATENTS), {})
+        return replace(job, steps=job.steps or sampler.get("steps") or 20,
+                       guidance=job.guidance if job.guidance is not None else sampler.get("cfg", 7.0),
+                       width=job.width or latent.get("width") or 512, height=job.height or latent.get("height") or 512,
+                       guidance_kind="cfg", seed_honoured=True)
+
+    def render(self, job: RenderJob, on_step=None, cancelled=None, on_preview=None) -> Rendered:
+        server = first_server(job, self.config, self.name)
+        graph = load_workflow(job.workflow)
+        images, started, sent = [], time.perf_counter(), None
+        for index, seed in enumerate(job.seeds):
+            sent = fill(graph, job, seed)
+            images.append(self._one(server, sent, job, index, on_step, cancelled, on_preview, images))
+        params = {"steps": job.steps, "guidance": job.guidance, "guidance_kind": "cfg", "width": images[0].width,
+                  "height": images[0].height, "server": host_of(server), "seconds": round(time.perf_counter() - started, 2),
+                  "workflow": json.dumps(graph, sort_keys=True)}
+        return Rendered(images=images, model=job.model or _checkpoint(sent) or "(the workflow's model)", params=params)
+
+    def _one(self, server, graph, job, index, on_step, cancelled, on_preview, done_images):
+        client_id = uuid.uuid4().hex
+        timeout = getattr(self.config, "server_timeout", 600.0)
+        http = _http(server, timeout)
+        socket = _websocket(server, client_id, timeout)
+        try:
+            try:
+                reply = http.post("/prompt", json={"prompt": graph, "client_id": client_id})
+            except Exception as error:  # noqa: BLE001 - httpx's errors, each one sentence
+                raise explain_http(error, server, "prompt", timeout) from None
+            if reply.status_code != 200:
+                raise BackendError(f"{host_of(server)} refused the workflow ({reply.status_code}){_node_errors(reply)}.")
+            prompt_id = reply.json().get("prompt_id")
+            self._follow(socket, server, http, prompt_id, job, index, on_step, cancelled, on_preview, done_images)
+            history = http.get(f"/history/{prompt_id}").json().get(prompt_id, {})
+            files = [image for output in history.get("outputs", {}).values() for image in output.get("images", [])]
+            if not files:
+                raise BackendError(f"{host_of(server)} finished the workflow without a saved image (it needs a SaveImage node).")
+            picture = http.get("/view", params={k: files[0].get(k, "") for k in ("filename", "subfolder", "type")})
+            from PIL import Image
+
+            image = Image.open(io.BytesIO(picture.content))
+            image.load()
+            return image.convert("RGB")
+        finally:
+            socket.close()
+            http.close()
+
+    def _follow(self, socket, server, http, prompt_id, job, index, on_step, cancelled, on_preview, done_images) -> None:
+        """Read the websocket until the prompt is done: progress, preview frames, errors, Cancel."""
+        total = job.steps * len(job.seeds)
+        while True:
+            if cancelled is not None and cancelled():
+                http.post("/interrupt")
+                http.post("/queue", json={"delete": [prompt_id]})
+                raise Cancelled(f"Cancelled on {host_of(server)}; the prompt was interrupted and taken off the queue.")
+            try:
+                message = socket.recv(timeout=0.25)
+            except TimeoutError:
+                continue
+            except Exception:  # noqa: BLE001 - the connection dropped: the server stopped
+                raise BackendError(f"{host_of(server)} closed the websocket during the render (the server stopped or crashed).") from None
+            if isinstance(message, bytes):
+                if on_preview is not None and job.preview != 0 and len(message) > 8:
+                    from PIL import Image
+
+                    from ..display import grid
+
+                    try:
+                        preview = Image.open(io.BytesIO(message[8:])).convert("RGB")
+                        on_preview(grid([*done_images, preview]) if done_images else preview, index * job.steps, total)
+                    except Exception:  # noqa: BLE001 - a preview frame that cannot be read costs nothing
+                        pass
+                continue
+            event = json.loads(message)
+            data = event.get("data") or {}
+            if data.get("prompt_id") not in (None, prompt_id):
+                continue
+            kind = event.get("type")
+            if kind == "progress" and on_step is not None:
+                on_step(min(total, index * job.steps + int(data.get("value", 0))), total)
+            elif kind == "execution_error":
+                said = data.get("exception_message") or data.get("exception_type") or "an error"
+                raise BackendError(f"{host_of(server)} failed in node {data.get('node_type') or data.get('node_id')}: {str(said).strip()[:160]}.")
+            elif kind == "execution_interrupted":
+                raise Cancelled(f"{host_of(server)} interrupted the render.")
+            elif kind == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
+                return
+
+
+def _checkpoint(graph) -> str | None:
+    if not graph:
+        return None
+    return next((n["inputs"].get("ckpt_name") for n in graph.values() if n.get("class_type") == "CheckpointLoaderSimple"), None)
+
+
+def _node_errors(reply) -> str:
+    try:
+        body = reply.json()
+    except ValueError:
+        return one_sentence_detail(reply)
+    error = body.get("error") if isinstance(body, dict) else None
+    message = (error or {}).get("message") if isinstance(error, dict) else error
+    nodes = body.get("node_errors") if isinstance(body, dict) else None
+    first = ""
+    if isinstance(nodes, dict) and nodes:
+        node_id, detail = next(iter(nodes.items()))
+        errors = (detail or {}).get("errors") or []
+        if errors and isinstance(errors[0], dict):
+            first = f"; node {node_id}: {errors[0].get('message')} {errors[0].get('details') or ''}".rstrip()
+    return f": {message}{first}" if message else first
+
+
+def _headers() -> dict:
+    token = os.environ.get(TOKEN_ENV)
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _http(server: str, timeout: float):
+    try:
+        import httpx
+    except ImportError:
+        raise MissingDependency("The comfyui backend needs httpx: pip install 'ipyimagine[servers]'.") from None
+    return httpx.Client(base_url=server.rstrip("/"), timeout=timeout, headers=_headers())
+
+
+def _websocket(server: str, client_id: str, timeout: float):
+    try:
+        from websockets.sync.client import connect
+    except ImportError:
+        raise MissingDependency("The comfyui backend needs websockets: pip install 'ipyimagine[servers]'.") from None
+    url = server.rstrip("/").replace("https://", "wss://").replace("http://", "ws://") + f"/ws?clientId={client_id}"
+    try:
+        return connect(url, additional_headers=_headers(), open_timeout=min(timeout, 30), max_size=2**26)
+    except Exception as error:  # noqa: BLE001 - refused, 401 at the handshake, wrong address: one sentence
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        if status in (401, 403):
+            raise BackendError(f"{host_of(server)} refused the connection ({status}); set {TOKEN_ENV} to its token.") from None
+        raise BackendError(f"Cannot open ComfyUI's websocket at {host_of(server)} ({type(error).__name__}); check that the server "
+                           "is running and --server is right.") from None

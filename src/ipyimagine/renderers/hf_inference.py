@@ -1,0 +1,120 @@
+"""Render through Hugging Face Inference Providers with `huggingface_hub.InferenceClient.text_to_image`: a model id,
+provider `auto` or a named one (Imagine.hf_provider), the token from HF_TOKEN (never from configuration).
+`--server URL` points the same client at any compatible endpoint (a dedicated Inference Endpoint, a test server).
+
+Only what the user or the model asked for is sent; a setting left unset is the provider's choice and is recorded
+as such (None), not as a number that was never used. The call blocks: no progress within an image, and Cancel acts
+between images.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+
+from ..errors import BackendError, Cancelled, MissingDependency, RequestError
+from . import Rendered, RenderJob, unused
+from .servers import host_of
+
+TOKEN_ENV = "HF_TOKEN"
+
+
+class HFInferenceRenderer:
+    name = "hf"
+    takes_seed = True  # passed on; whether a provider honours it is the provider's
+    takes_negative = True
+    takes_steps = True
+    takes_guidance = True
+    runs_locally = False
+
+    def __init__(self, config=None):
+        self.config = config
+
+    def availability(self) -> str | None:
+        try:
+            import huggingface_hub  # noqa: F401
+        except ImportError:
+            return "needs huggingface_hub: pip install 'ipyimagine[servers]'"
+        if not os.environ.get(TOKEN_ENV) and not getattr(self.config, "servers", None):
+            return f"no {TOKEN_ENV} in the environment (a token with the 'Inference Providers' permission), and no --server"
+        return None
+
+    def describe(self) -> str:
+        provider = getattr(self.config, "hf_provider", "auto")
+        return f"Hugging Face Inference Providers (provider {provider}) through huggingface_hub's InferenceClient; --model picks the model"
+
+    def resolve(self, job: RenderJob) -> RenderJob:
+        job = unused(job, self.name, "quality", "true_cfg", "lora", "workflow", "base_url")
+        if not job.model and not job.server:
+            raise RequestError("The hf backend needs --model: a Hugging Face model id an Inference Provider serves, "
+                               "e.g. black-forest-labs/FLUX.1-schnell.")
+        return replace(job, guidance_kind="cfg" if job.guidance is not None else "none", seed_honoured=True)
+
+    def render(self, job: RenderJob, on_step=None, cancelled=None) -> Rendered:
+        try:
+            from huggingface_hub import InferenceClient
+        except ImportError:
+            raise MissingDependency("The hf backend needs huggingface_hub: pip install 'ipyimagine[servers]'.") from None
+        server = job.server[0] if job.server else None
+        provider = None if server else getattr(self.config, "hf_provider", "auto") or "auto"
+        timeout = getattr(self.config, "server_timeout", 600.0)
+        where = host_of(server) if server else f"Hugging Face ({provider})"
+        client = InferenceClient(provider=provider, base_url=server, api_key=os.environ.get(TOKEN_ENV) or None, timeout=timeout)
+        arguments = {k: v for k, v in {"negative_prompt": job.negative_prompt or None, "width": job.width, "height": job.height,
+                                       "num_inference_steps": job.steps, "guidance_scale": job.guidance,
+                                       "model": None if server else job.model}.items() if v is not None}
+        images, started = [], time.perf_counter()
+        for index, seed in enumerate(job.seeds):
+            if cancelled is not None and cancelled():
+                raise Cancelled(f"Cancelled after {index} of {len(job.seeds)} images.", index, len(job.seeds))
+            try:
+                images.append(client.text_to_image(job.prompt, seed=seed, **arguments).convert("RGB"))
+            except Exception as error:  # noqa: BLE001 - huggingface_hub's errors, each turned into one sentence
+                raise _explain(error, where, job.model, timeout) from None
+            if on_step is not None:
+                on_step(index + 1, len(job.seeds))
+        params = {"steps": job.steps, "guidance": job.guidance, "guidance_kind": job.guidance_kind, "width": images[0].width,
+                  "height": images[0].height, "provider": provider, "server": host_of(server) if server else None,
+                  "seconds": round(time.perf_counter() - started, 2)}
+        notes = [] if job.steps and job.guidance is not None else ["Settings left unset were the provider's own choice; they are not recorded."]
+        return Rendered(images=images, model=job.model or "(the endpoint's model)",
+                        params={k: v for k, v in params.items() if v is not None}, notes=notes)
+
+
+def _explain(error: Exception, where: str, model: str | None, timeout: float) -> BackendError:
+    """One sentence for each way an Inference Providers call fails (the token never appears in it)."""
+    from ..openai_support import redact
+
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    name = type(error).__name__
+    said = ""
+    response = getattr(error, "response", None)
+    if response is not None:
+        from .servers import one_sentence_detail
+
+        said = one_sentence_detail(response)
+    if status == 401:
+        message = f"{where} refused the token (401); set a valid {TOKEN_ENV} with the 'Inference Providers' permission."
+    elif status == 402:
+        message = f"{where} says payment is required (402): the account's included credits are used up{said}."
+    elif status == 403:
+        message = f"{where} denied access (403){said}; check that the token may use {model}."
+    elif status == 404:
+        message = f"{where} does not serve {model!r} (404); pick a model an Inference Provider serves, or another provider."
+    elif status == 429:
+        message = f"{where} is rate-limiting requests (429); wait a moment and run the cell again."
+    elif status is not None and status >= 500:
+        message = f"{where} failed ({status}){said}; try again later."
+    elif status is not None:
+        message = f"{where} answered {status}{said}."
+    elif "Timeout" in name:
+        message = f"{where} did not answer within {timeout:g} s; try again, or raise Imagine.server_timeout."
+    elif "Connect" in name:
+        message = f"Cannot reach {where}; check the network (or that --server is running)."
+    else:
+        message = f"The request to {where} failed ({name}: {str(error).splitlines()[0][:120] if str(error) else ''})."
+    token = os.environ.get(TOKEN_ENV, "")
+    if token:
+        message = message.replace(token, "[token]")
+    return BackendError(redact(message))
