@@ -48,6 +48,7 @@ import io
 import json
 import random
 import socket
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -415,6 +416,11 @@ class FakeA1111(ThreadingHTTPServer):
     def url(self, mode: str = "ok") -> str:
         root = f"http://127.0.0.1:{self.server_address[1]}"
         return root if mode == "ok" else f"{root}/{mode}"
+
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return  # the client gave up (its timeout, a dropped connection): nothing to report
+        super().handle_error(request, client_address)
 
     def stop(self) -> None:
         self.interrupt()

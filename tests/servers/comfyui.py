@@ -266,6 +266,9 @@ class _HTTPServer(ThreadingHTTPServer):
     request_queue_size = 64
     fake: FakeComfyUI
 
+    def handle_error(self, request, client_address):  # clients that hang up (or connections the fake kills) are not errors
+        pass
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as aiohttp
@@ -442,7 +445,8 @@ class FakeComfyUI:
         self.loras = list(loras) if loras is not None else None
 
         self.requests: list[dict] = []  # every HTTP request (websocket handshakes too), as received
-        self.messages: list[tuple] = []  # every websocket message sent: (sid or None for broadcast, type, data); previews as (sid, "preview", (event, format, nbytes))
+        # every websocket message sent: (sid, or None for a broadcast, type, data); previews as (sid, "preview", (event, format, nbytes))
+        self.messages: list[tuple] = []
         self.ws_received: list[tuple] = []  # (sid, parsed JSON or raw text) the clients sent over the websocket
         self.images: dict[tuple[str, str, str], bytes] = {}  # (type, subfolder, filename) -> PNG bytes
 

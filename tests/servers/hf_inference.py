@@ -45,6 +45,7 @@ import io
 import json
 import random
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -257,6 +258,11 @@ class FakeHFInference(ThreadingHTTPServer):
         fetch = lru_cache(maxsize=None)(_common._fetch_inference_provider_mapping.__wrapped__)
         monkeypatch.setattr(_common, "_fetch_inference_provider_mapping", fetch)
         monkeypatch.setattr(providers, "_fetch_inference_provider_mapping", fetch)
+
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return  # the client gave up (its timeout, a dropped connection): nothing to report
+        super().handle_error(request, client_address)
 
     def stop(self) -> None:
         self.shutdown()

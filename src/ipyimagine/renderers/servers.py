@@ -27,7 +27,8 @@ def one_sentence_detail(reply) -> str:
     except ValueError:
         text = reply.text.strip().splitlines()
         return f": {text[0][:160]}" if text and not text[0].lstrip().startswith("<") else ""
-    said = body.get("detail") or body.get("error") or body.get("message") if isinstance(body, dict) else body
+    # FastAPI's detail, the web UI's exception text ("errors"), OpenAI-style message or Hugging Face's error
+    said = (body.get("detail") or body.get("errors") or body.get("message") or body.get("error")) if isinstance(body, dict) else body
     if isinstance(said, dict):
         said = said.get("message") or said.get("detail") or said
     if isinstance(said, list):  # FastAPI's validation errors: where and what
