@@ -201,3 +201,87 @@ def test_a_sweep_and_a_batch_spread_over_the_pool(shell, tmp_path):
     finally:
         for s in servers:
             s.stop()
+
+
+# ---------------------------------------------------------------------------------------------- ComfyUI
+@pytest.fixture
+def comfy():
+    from servers.comfyui import FakeComfyUI
+
+    server = FakeComfyUI(step_seconds=0.002, cache=False)
+    yield server
+    server.stop()
+
+
+WORKFLOW = __import__("pathlib").Path(__file__).resolve().parent / "servers" / "comfyui_workflows" / "txt2img_api.json"
+
+
+def queued(server) -> list[dict]:
+    return [r["json"]["prompt"] for r in server.requests if r["method"] == "POST" and r["path"].endswith("/prompt") and r.get("json")]
+
+
+def test_comfyui_renders_the_users_workflow_and_a_rerun_sends_the_same_graph(shell, comfy):
+    captured = run(shell, f"--backend comfyui --server {comfy.url()} --workflow {WORKFLOW} --seed 11 -n 2 --steps 5 "
+                          "--size 64x48 --negative 'blurry text' --out g")
+    gen = shell.user_ns["g"]
+    graphs = queued(comfy)
+    assert [g["3"]["inputs"]["seed"] for g in graphs] == [11, 12]  # one prompt a seed: image i has seed S+i
+    assert graphs[0]["6"]["inputs"]["text"] == gen.prompt and graphs[0]["7"]["inputs"]["text"].endswith("blurry text")
+    assert (graphs[0]["5"]["inputs"]["width"], graphs[0]["5"]["inputs"]["height"], graphs[0]["3"]["inputs"]["steps"]) == (64, 48, 5)
+    assert [im.size for im in gen.images] == [(64, 48)] * 2 and json.loads(gen.params["workflow"])["6"]["_meta"]["title"] == "Positive Prompt"
+    assert parse_infotext(shown_png(captured).info["parameters"])["Backend"] == "comfyui"
+    number = len(ipyimagine.default_session().history)
+    with pytest.raises(UsageError, match="This entry was made on the server 127.0.0.1:.*; give --server"):
+        shell.run_line_magic("imagine", f"rerun {number} --no-cache")
+    with capture_output():
+        shell.run_line_magic("imagine", f"rerun {number} --no-cache --server {comfy.url()}")
+    again = queued(comfy)[-1]
+    assert again == graphs[-1] or {k: v["class_type"] for k, v in again.items()} == {k: v["class_type"] for k, v in graphs[0].items()}
+
+
+def test_comfyui_progress_previews_and_cancel(comfy):
+    session = ipyimagine.Session(ipyimagine.Imagine(cache=False, log=False))
+    steps, previews = [], []
+    session.imagine(ipyimagine.Request("a red circle", backend="comfyui", server=[comfy.url()], seed=1, steps=12, width=64,
+                                       height=64, expand=False), on_step=lambda d, t: steps.append(d),
+                    on_preview=lambda im, d, t: previews.append(im.size))
+    assert steps and steps[-1] == 12 and previews
+    comfy.set_fault(step_seconds=0.02)
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    with pytest.raises(ipyimagine.Cancelled):
+        session.imagine(ipyimagine.Request("a red circle", backend="comfyui", server=[comfy.url()], seed=2, steps=150, width=64,
+                                           height=64, expand=False), cancelled=stop.is_set)
+    assert any(r["path"].endswith("/interrupt") for r in comfy.requests)
+
+
+@pytest.mark.parametrize("fault, message", [
+    ({"fail_at_step": 2}, "failed in node KSampler"),
+    ({"die_at_step": 2}, "closed the websocket during the render"),
+])
+def test_comfyui_faults_are_one_sentence(shell, comfy, fault, message):
+    comfy.set_fault(**fault)
+    with pytest.raises(UsageError) as caught:
+        run(shell, f"--backend comfyui --server {comfy.url()} --seed 1 --steps 6 --size 64x64 --no-cache")
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_comfyui_refuses_a_bad_graph_and_a_missing_token_in_one_sentence(shell, tmp_path, monkeypatch):
+    from servers.comfyui import FakeComfyUI
+
+    bad = json.loads(WORKFLOW.read_text())
+    del bad["3"]["inputs"]["model"]
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    server = FakeComfyUI(step_seconds=0.001, token="s3cret-token")
+    try:
+        with pytest.raises(UsageError, match="refused the connection \\(401\\); set IPYIMAGINE_COMFYUI_TOKEN"):
+            run(shell, f"--backend comfyui --server {server.url()} --seed 1 --steps 2 --size 64x64 --no-cache")
+        monkeypatch.setenv("IPYIMAGINE_COMFYUI_TOKEN", "s3cret-token")
+        with pytest.raises(UsageError) as caught:
+            run(shell, f"--backend comfyui --server {server.url()} --workflow {tmp_path / 'bad.json'} --seed 1 --steps 2 "
+                       "--size 64x64 --no-cache")
+        assert "refused the workflow (400)" in str(caught.value) and "node 3" in str(caught.value)
+        run(shell, f"--backend comfyui --server {server.url()} --seed 1 --steps 2 --size 64x64 --no-cache --out g")
+        assert "s3cret-token" not in json.dumps(shell.user_ns["g"].record())
+    finally:
+        server.stop()

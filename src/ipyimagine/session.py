@@ -252,6 +252,9 @@ class Session:
             if configured != params["base_url"]:
                 raise RequestError(f"This entry was made through {params['base_url']}; give --openai-base-url with that "
                                    "server's full address to make it again.")
+        if params.get("server") and not changes.get("server") and not self.config.servers:
+            raise RequestError(f"This entry was made on the server {params['server']}; give --server with that server's address "
+                               "to make it again.")
         values.update({k: v for k, v in changes.items() if v is not None})
         return self.imagine(Request.from_options(record.get("idea") or values["prompt"], **values),
                             on_step=on_step, cancelled=cancelled, on_notice=on_notice, on_preview=on_preview)

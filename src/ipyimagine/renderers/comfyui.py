@@ -16,6 +16,7 @@ import json
 import os
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -140,11 +141,10 @@ class ComfyUIRenderer:
         return Rendered(images=images, model=job.model or _checkpoint(sent) or "(the workflow's model)", params=params)
 
     def _one(self, server, graph, job, index, on_step, cancelled, on_preview, done_images):
+        """One prompt (one image): websocket first, so no message is missed; then queue, follow, fetch."""
         client_id = uuid.uuid4().hex
         timeout = getattr(self.config, "server_timeout", 600.0)
-        http = _http(server, timeout)
-        socket = _websocket(server, client_id, timeout)
-        try:
+        with _http(server, timeout) as http, _websocket(server, client_id, timeout) as socket:
             try:
                 reply = http.post("/prompt", json={"prompt": graph, "client_id": client_id})
             except Exception as error:  # noqa: BLE001 - httpx's errors, each one sentence
@@ -158,14 +158,11 @@ class ComfyUIRenderer:
             if not files:
                 raise BackendError(f"{host_of(server)} finished the workflow without a saved image (it needs a SaveImage node).")
             picture = http.get("/view", params={k: files[0].get(k, "") for k in ("filename", "subfolder", "type")})
-            from PIL import Image
+        from PIL import Image
 
-            image = Image.open(io.BytesIO(picture.content))
-            image.load()
-            return image.convert("RGB")
-        finally:
-            socket.close()
-            http.close()
+        image = Image.open(io.BytesIO(picture.content))
+        image.load()
+        return image.convert("RGB")
 
     def _follow(self, socket, server, http, prompt_id, job, index, on_step, cancelled, on_preview, done_images) -> None:
         """Read the websocket until the prompt is done: progress, preview frames, errors, Cancel."""
@@ -245,17 +242,24 @@ def _http(server: str, timeout: float):
     return httpx.Client(base_url=server.rstrip("/"), timeout=timeout, headers=_headers())
 
 
+@contextmanager
 def _websocket(server: str, client_id: str, timeout: float):
+    """ComfyUI's websocket for one client id, opened and closed around one prompt."""
     try:
         from websockets.sync.client import connect
     except ImportError:
         raise MissingDependency("The comfyui backend needs websockets: pip install 'ipyimagine[servers]'.") from None
     url = server.rstrip("/").replace("https://", "wss://").replace("http://", "ws://") + f"/ws?clientId={client_id}"
     try:
-        return connect(url, additional_headers=_headers(), open_timeout=min(timeout, 30), max_size=2**26)
+        opened = connect(url, additional_headers=_headers(), open_timeout=min(timeout, 30), max_size=2**26)
+        socket = opened.__enter__()
     except Exception as error:  # noqa: BLE001 - refused, 401 at the handshake, wrong address: one sentence
         status = getattr(getattr(error, "response", None), "status_code", None)
         if status in (401, 403):
             raise BackendError(f"{host_of(server)} refused the connection ({status}); set {TOKEN_ENV} to its token.") from None
         raise BackendError(f"Cannot open ComfyUI's websocket at {host_of(server)} ({type(error).__name__}); check that the server "
                            "is running and --server is right.") from None
+    try:
+        yield socket
+    finally:
+        opened.__exit__(None, None, None)

@@ -56,6 +56,11 @@ class HFInferenceRenderer:
             from huggingface_hub import InferenceClient
         except ImportError:
             raise MissingDependency("The hf backend needs huggingface_hub: pip install 'ipyimagine[servers]'.") from None
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:
+            raise BackendError("HF_HUB_OFFLINE is set, which stops huggingface_hub from reaching any server; unset it for the hf "
+                               "backend (local diffusers models do not need it).")
         server = job.server[0] if job.server else None
         provider = None if server else getattr(self.config, "hf_provider", "auto") or "auto"
         timeout = getattr(self.config, "server_timeout", 600.0)
