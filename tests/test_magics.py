@@ -66,7 +66,7 @@ def test_config_sets_the_defaults(shell):
         ("--size 100x64", "a red circle", "--width must be a multiple of 8, got 100 (try 96)."),
         ("--size 4096x4096", "a red circle", "--width must be from 8 to 2048, got 4096."),
         ("--steps 0", "a red circle", "--steps must be from 1 to 150, got 0."),
-        ("--backend nope", "a red circle", "Unknown backend 'nope'; installed backends: diffusers, openai."),
+        ("--backend nope", "a red circle", "Unknown backend 'nope'; installed backends: a1111, comfyui, diffusers, hf, openai."),
         ("--expander nope", "a red circle", "Unknown expander 'nope'; installed expanders: openai, template."),
         ("--style nope", "a red circle", "Unknown style 'nope'; choose one of:"),
         ("--seed 7", "  \n ", "The cell is empty: write an idea under %%imagine"),
@@ -101,7 +101,7 @@ def test_backends_lists_each_renderer_and_expander_and_whether_it_runs_here(shel
 
 
 def test_unknown_line_command_names_the_choices(shell):
-    with pytest.raises(UsageError, match="Unknown command %imagine 'draw'; use one of: history, rerun, cache, backends, styles, help"):
+    with pytest.raises(UsageError, match="Unknown command %imagine 'draw'; use one of: history, rerun, batch, cache, backends, styles, help"):
         shell.run_line_magic("imagine", "draw a cat")
 
 

@@ -73,6 +73,10 @@ PROBES = {
     "sweep": (["--sweep", "seed=1-2"], {"sweep": ["seed=1-2"]}, lambda c: [j.seeds for j in c.resolved[-2:]] == [(1,), (2,)]),
     "preview": (["--preview", "2"], {"preview": 2}, lambda c: c.job.preview == 2),
     "preview_dir": (["--preview-dir", "{tmp}/frames"], {"preview_dir": "{tmp}/frames"}, lambda c: c.frames),
+    "server": (["--server", "http://127.0.0.1:9"], {"server": ["http://127.0.0.1:9"]}, lambda c: c.job.server == ("http://127.0.0.1:9",)),
+    "expander_server": (["--expander-server", "http://127.0.0.1:8/v1"], {"expander_server": "http://127.0.0.1:8/v1"},
+                        lambda c: c.expansions and all(e["base_url"] == "http://127.0.0.1:8/v1" for e in c.expansions)),
+    "workflow": (["--workflow", "my flow.json"], {"workflow": "my flow.json"}, lambda c: c.job.workflow == "my flow.json"),
     "cache": (["--no-cache"], {"cache": False}, lambda c: c.rendered_twice),
     "save": (["--save", "{tmp}/my pictures"], {"save": "{tmp}/my pictures"}, lambda c: c.saved),
 }

@@ -137,7 +137,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("server", ("--server",), list, "a server that renders (a1111, comfyui, hf or an OpenAI-compatible one); repeat it "
            "for a pool that shares the work", metavar="URL", config="servers"),
     Option("expander_server", ("--expander-server",), str, "an OpenAI-compatible server for the expander only",
-           metavar="URL", config="expander_server"),
+           metavar="URL", config="expander_server", faces=EVERY_FACE - {"rerun"}),
     Option("workflow", ("--workflow",), str, "comfyui: your own workflow, exported with 'Save (API format)'", metavar="FILE",
            config="comfyui_workflow", record="params.workflow"),
     Option("base_url", ("--openai-base-url",), str, "an OpenAI-compatible server for this cell (expander and renderer), "
