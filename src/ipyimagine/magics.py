@@ -34,6 +34,16 @@ def cell_parser() -> UsageParser:
     return parser
 
 
+def _line_options(prog: str, positional: str, help_text: str, arguments: str):
+    """A line command's one positional argument and the table's options, parsed as a shell would."""
+    parser = UsageParser(prog=prog, add_help=False, error_class=UsageError)
+    parser.add_argument(positional, help=help_text)
+    add_arguments(parser)
+    with _one_line():
+        args = parser.parse_args(split_line(arguments))
+        return args, given_options(args)
+
+
 @contextmanager
 def _one_line():
     """Expected problems become one UsageError line (IPYIMAGINE_RAISE_ERRORS=1: the traceback)."""
@@ -118,12 +128,8 @@ class ImagineMagics(Magics):
         )
 
     def _batch(self, arguments: str):
-        parser = UsageParser(prog="%imagine batch", add_help=False, error_class=UsageError)
-        parser.add_argument("file", help="a text file with one idea a line")
-        add_arguments(parser)
+        args, given = _line_options("%imagine batch", "file", "a text file with one idea a line", arguments)
         with _one_line():
-            args = parser.parse_args(split_line(arguments))
-            given = given_options(args)
             refuse_unsupported("magic", given, "in a notebook cell (it is an option of the ipyimagine command)")
             try:
                 ideas = [line.strip() for line in Path(args.file).expanduser().read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -189,12 +195,8 @@ class ImagineMagics(Magics):
         from .notebook import history
         from .pngmeta import read_record
 
-        parser = UsageParser(prog="%imagine rerun", add_help=False, error_class=UsageError)
-        parser.add_argument("entry", help="an entry number from %imagine history, or a PNG file ipyimagine wrote")
-        add_arguments(parser)
-        with _one_line():
-            args = parser.parse_args(split_line(arguments))
-            changes = given_options(args)
+        args, changes = _line_options("%imagine rerun", "entry", "an entry number from %imagine history, or a PNG file "
+                                      "ipyimagine wrote", arguments)
         if args.entry.isdigit():
             rows, _ = history(self.session, self.shell)
             entries = {row.number: row.record for row in rows}
