@@ -98,3 +98,23 @@ def test_the_panel_shows_a_preview_and_keeps_it_after_cancel(session):
     assert panel.wait(30)
     assert panel.status.value.startswith("cancelled at step ") and bytes(panel.image.value) != first_picture
     assert session.history[-1] is panel.result  # the cancelled render was not recorded
+
+
+def test_a_tiny_autoencoder_named_by_the_setting_decodes_the_previews(tmp_path, tiny_model):
+    """Imagine.preview_decoder: an AutoencoderTiny folder (TAESD's kind), made offline here with random weights."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8), latent_channels=4,
+                    num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1)).save_pretrained(tmp_path / "taesd")
+    session = Session(Imagine(cache=False, log=False, model=tiny_model, preview_decoder=str(tmp_path / "taesd")))
+    frames = []
+    session.imagine(Request("a red circle", seed=1, steps=6, preview=2, expand=False),
+                    on_preview=lambda image, done, total: frames.append(image.size))
+    decoder = session.renderer("diffusers")._decoders
+    assert frames and all(size == (64, 64) for size in frames)
+    assert [d.kind for d in decoder.values()] == ["tiny"]
+    with pytest.raises(ipyimagine.ModelNotFound, match="is not a local AutoencoderTiny folder"):
+        Session(Imagine(cache=False, log=False, model=tiny_model, preview_decoder=str(tmp_path / "missing"))).imagine(
+            Request("a red circle", seed=1, steps=2, preview=1, expand=False), on_preview=lambda *a: None)

@@ -285,3 +285,16 @@ def test_comfyui_refuses_a_bad_graph_and_a_missing_token_in_one_sentence(shell, 
         assert "s3cret-token" not in json.dumps(shell.user_ns["g"].record())
     finally:
         server.stop()
+
+
+def test_a_real_kernel_renders_on_a_server_and_the_saved_notebook_keeps_the_picture(a1111, tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("%load_ext ipyimagine"),
+        nbformat.v4.new_code_cell(f"%%imagine --backend a1111 --server {a1111.url()} --seed 21 --steps 4 --size 64x64\na red circle"),
+    ])
+    nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
+    [picture] = [o for o in notebook.cells[1].outputs if "image/png" in o.get("data", {})]
+    record = picture["metadata"]["ipyimagine"]["entries"][-1]
+    assert record["backend"] == "a1111" and record["seeds"] == [21] and record["params"]["server_seeds"] == [21]
