@@ -148,9 +148,13 @@ def test_free_sizes_on_gpt_image_2_and_a_compatible_servers_own_model(ishell, se
     server.requests.clear()
     record = entry(run(ishell, f"--backend openai --no-expand --openai-base-url {server.url()} --model x/z-image-turbo -n 2"))
     # one image a request, no n or quality; the picture as base64, not a URL to fetch; each image's own seed
-    assert [set(r["body"]) for r in server.requests] == [{"model", "prompt", "response_format", "seed"}] * 2
+    # (the test shell configures Imagine.steps = 4, which a compatible server gets as num_inference_steps)
+    assert [set(r["body"]) for r in server.requests] == [{"model", "prompt", "response_format", "seed", "num_inference_steps"}] * 2
     assert [r["body"]["seed"] for r in server.requests] == record["seeds"] and server.requests[0]["body"]["response_format"] == "b64_json"
     assert record["model"] == "x/z-image-turbo" and len(record["seeds"]) == 2
+    server.requests.clear()
+    record = entry(run(ishell, f"--backend openai --no-expand --openai-base-url {server.url()} --model x/z-image-turbo --steps 6"))
+    assert server.requests[0]["body"]["num_inference_steps"] == 6 and record["params"]["steps"] == 6  # sent as an extra field
 
 
 def test_refusals_fall_back_to_the_idea_with_a_visible_note(ishell, server):

@@ -95,8 +95,9 @@ class OpenAIImagesRenderer:
         from dataclasses import replace
 
         config = self.config
-        job = unused(job, self.name, "steps", "guidance", "true_cfg", "lora", "workflow")
         model = job.model or config.openai_image_model
+        # OpenAI's own models take no steps; a compatible server (vLLM-Omni) takes num_inference_steps as an extra field
+        job = unused(job, self.name, *(("steps",) if model_family(model) is not None else ()), "guidance", "true_cfg", "lora", "workflow")
         base_url = openai_support.base_url_of(config, job.server[0] if job.server else job.base_url)
         family = model_family(model)
         notes = list(job.notes)
@@ -131,7 +132,8 @@ class OpenAIImagesRenderer:
         compatible = family is None
         if compatible:
             request["response_format"] = "b64_json"  # so no image URL has to be fetched (servers advertise 0.0.0.0 ones)
-            request["extra_body"] = {"seed": job.seeds[0]}  # vLLM-Omni and others take a seed: sent, and said so
+            extra = {"num_inference_steps": job.steps} if job.steps else {}  # vLLM-Omni and others take these: sent, and said so
+            request["extra_body"] = {"seed": job.seeds[0], **extra}
         if per_call > 1:
             request["n"] = per_call
         if streaming:
@@ -150,7 +152,7 @@ class OpenAIImagesRenderer:
 
                 raise Cancelled(f"Cancelled after {len(images)} of {len(job.seeds)} images.")
             if compatible:
-                request["extra_body"] = {"seed": job.seeds[len(images)]} if "extra_body" in request else None
+                request["extra_body"] = {**request["extra_body"], "seed": job.seeds[len(images)]} if "extra_body" in request else None
                 request = {k: v for k, v in request.items() if v is not None}
             try:
                 if streaming:
@@ -159,7 +161,7 @@ class OpenAIImagesRenderer:
                 else:
                     response = self._generate(client, request, retries)
             except openai.BadRequestError as error:
-                rejected = [k for k in ("response_format", "seed") if k in str(getattr(error, "body", "") or error)]
+                rejected = [k for k in ("response_format", "seed", "num_inference_steps") if k in str(getattr(error, "body", "") or error)]
                 if compatible and rejected and ("response_format" in request or "extra_body" in request):
                     request.pop("response_format", None) if "response_format" in rejected else request.pop("extra_body", None)
                     continue  # a stricter compatible server: ask again without what it does not take
@@ -182,6 +184,7 @@ class OpenAIImagesRenderer:
                   "seconds": round(time.perf_counter() - started, 2)}
         if compatible and "extra_body" in request:
             params["seed_sent"] = True
+            params["steps"] = request["extra_body"].get("num_inference_steps")
             notes = [f"{host} was sent each image's seed; whether it honours it is the server's (ipyimagine's cache reproduces it)."]
         else:
             notes = ["The images API takes no seed: the recorded seed does not reproduce this picture (ipyimagine's cache does)."]
