@@ -298,3 +298,19 @@ def test_a_real_kernel_renders_on_a_server_and_the_saved_notebook_keeps_the_pict
     [picture] = [o for o in notebook.cells[1].outputs if "image/png" in o.get("data", {})]
     record = picture["metadata"]["ipyimagine"]["entries"][-1]
     assert record["backend"] == "a1111" and record["seeds"] == [21] and record["params"]["server_seeds"] == [21]
+
+
+def test_hf_with_a_model_id_goes_through_the_named_provider(shell, hf, monkeypatch):
+    hf.route_hub_here(monkeypatch)
+    import ipyimagine
+
+    config = ipyimagine.default_session().config
+    config.hf_provider = "hf-inference"
+    try:
+        run(shell, "--backend hf --model stabilityai/stable-diffusion-xl-base-1.0 --seed 4 --steps 2 --size 64x64 --out g")
+    finally:
+        config.hf_provider = "auto"
+    gen = shell.user_ns["g"]
+    posted = [r for r in hf.requests if r.get("json")]
+    assert posted and posted[-1]["path"].endswith("/hf-inference/models/stabilityai/stable-diffusion-xl-base-1.0")
+    assert gen.params["provider"] == "hf-inference" and gen.model == "stabilityai/stable-diffusion-xl-base-1.0"
