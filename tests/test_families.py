@@ -204,3 +204,13 @@ def test_a_missing_lora_file_is_one_sentence(shell):
 
     with pytest.raises(UsageError, match="--lora 'no/such.safetensors:1': there is no such file or folder."):
         shell.run_cell_magic("imagine", "--seed 3 --steps 2 --lora no/such.safetensors", "a red circle")
+
+
+def test_a_sampler_by_its_web_ui_name_for_one_cell_and_refused_where_it_does_not_fit(family_folders, session):
+    sd, flux = family_folders["sd15"], family_folders["flux-dev"]
+    euler_a = session.imagine(Request("a red circle", model=sd, sampler="Euler a", steps=2, seed=1, expand=False))
+    plain = session.imagine(Request("a red circle", model=sd, steps=2, seed=1, expand=False))
+    assert (euler_a.params["sampler"], plain.params["sampler"]) == ("Euler a", "PLMS")  # the next cell gets the model's own
+    assert picture_infotext(euler_a)["Sampler"] == "Euler a"
+    with pytest.raises(ipyimagine.RequestError, match="--sampler 'DDIM' does not fit FluxPipeline; it takes: Euler"):
+        session.imagine(Request("a red circle", model=flux, sampler="DDIM", steps=2, seed=1, expand=False, width=64, height=64))

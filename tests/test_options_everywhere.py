@@ -59,6 +59,7 @@ PROBES = {
     "negative": (["--negative", "blurry text"], {"negative": "blurry text"}, lambda c: c.job.negative_prompt.endswith("blurry text")),
     "steps": (["--steps", "9"], {"steps": 9}, lambda c: c.job.steps == 9),
     "guidance": (["--guidance", "3.5"], {"guidance": 3.5}, lambda c: c.job.guidance == 3.5),
+    "sampler": (["--sampler", "Euler a"], {"sampler": "Euler a"}, lambda c: c.job.sampler == "Euler a"),
     "seed": (["--seed", "42"], {"seed": 42}, lambda c: c.job.seeds[0] == 42),
     "width": (["--width", "48"], {"width": 48}, lambda c: c.job.width == 48),
     "height": (["--height", "40"], {"height": 40}, lambda c: c.job.height == 40),

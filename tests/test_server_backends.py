@@ -314,3 +314,13 @@ def test_hf_with_a_model_id_goes_through_the_named_provider(shell, hf, monkeypat
     posted = [r for r in hf.requests if r.get("json")]
     assert posted and posted[-1]["path"].endswith("/hf-inference/models/stabilityai/stable-diffusion-xl-base-1.0")
     assert gen.params["provider"] == "hf-inference" and gen.model == "stabilityai/stable-diffusion-xl-base-1.0"
+
+
+def test_a_sampler_reaches_the_servers_by_their_own_names(a1111, comfy):
+    session = ipyimagine.Session(ipyimagine.Imagine(cache=False, log=False))
+    for backend, server in (("a1111", a1111), ("comfyui", comfy)):
+        gen = session.imagine(ipyimagine.Request("a red circle", backend=backend, server=[server.url()], sampler="Euler a", seed=1,
+                                                 steps=2, width=64, height=64, expand=False))
+        assert gen.params.get("sampler", "Euler a") == "Euler a"
+    assert a1111.requests_to("/sdapi/v1/txt2img")[-1]["json"]["sampler_name"] == "Euler a"
+    assert queued(comfy)[-1]["3"]["inputs"]["sampler_name"] == "euler_ancestral"

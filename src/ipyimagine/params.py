@@ -121,6 +121,8 @@ OPTIONS: tuple[Option, ...] = (
            low=1, high=150, config="steps", record="params.steps", infotext="Steps", panel="slider"),
     Option("guidance", ("--guidance",), float, "how strongly to follow the prompt, 0-30 (default: what the model recommends)",
            metavar="G", low=0.0, high=30.0, config="guidance", record="params.guidance", infotext="CFG scale", panel="slider"),
+    Option("sampler", ("--sampler",), str, "sampler, named as the web UIs name them: Euler, Euler a, DPM++ 2M, DDIM, UniPC, Heun, "
+           "LCM, ... (default: the model's own)", metavar="NAME", config="sampler", record="params.sampler"),
     Option("seed", ("--seed",), int, "random seed, 0 to 2**32-1; image i of a batch gets S+i (default: random, always recorded)",
            metavar="S", low=0, high=MAX_SEED, record="seeds.0", infotext="Seed", panel="seed"),
     Option("width", ("--width",), int, "image width in pixels, a multiple of 8 (default: the model's own)", metavar="W",

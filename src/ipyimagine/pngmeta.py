@@ -25,6 +25,10 @@ SAMPLERS = {
     "KDPM2DiscreteScheduler": "DPM2", "KDPM2AncestralDiscreteScheduler": "DPM2 a", "DEISMultistepScheduler": "DEIS",
     "UnCLIPScheduler": "UnCLIP", "TCDScheduler": "TCD", "SASolverScheduler": "SA-Solver",
 }
+# and back: a sampler name -> the diffusers scheduler classes that draw it (flow-matching ones for flow models)
+SCHEDULERS: dict[str, list[str]] = {}
+for _class, _name in SAMPLERS.items():
+    SCHEDULERS.setdefault(_name.lower(), []).append(_class)
 _PAIR = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')  # the web UI's own pattern
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
 
@@ -43,7 +47,7 @@ def infotext(record: dict, index: int = 0) -> str:
     guidance_key = {"cfg": "CFG scale", "distilled": "Distilled CFG scale"}.get(guidance_kind)
     pairs = {
         "Steps": params.get("steps"),
-        "Sampler": SAMPLERS.get(params.get("scheduler"), params.get("scheduler")),
+        "Sampler": params.get("sampler") or SAMPLERS.get(params.get("scheduler"), params.get("scheduler")),
         guidance_key or "CFG scale": params.get("guidance") if guidance_key else None,
         "Seed": record["seeds"][index],
         "Size": f"{width}x{height}" if width and height else None,

@@ -32,6 +32,7 @@ class RenderJob:
     steps: int | None
     guidance: float | None
     seeds: tuple[int, ...]  # one image per seed
+    sampler: str | None = None  # the web UIs' sampler name (Euler, DPM++ 2M, ...); None: the model's own
     negative: str | None = None  # the user's own --negative (negative_prompt also holds the expander's and the style's)
     true_cfg: float | None = None  # true classifier-free guidance, where a model offers it
     lora: tuple[str, ...] | None = None  # LoRA files as PATH[:WEIGHT]

@@ -68,6 +68,8 @@ class A1111Renderer:
             "cfg_scale": job.guidance, "width": job.width, "height": job.height, "batch_size": len(job.seeds), "n_iter": 1,
             "send_images": True, "save_images": False,
         }
+        if job.sampler:
+            body["sampler_name"] = job.sampler
         if job.model:
             body["override_settings"] = {"sd_model_checkpoint": job.model}
             body["override_settings_restore_afterwards"] = True

@@ -26,6 +26,9 @@ from .servers import explain_http, first_server, host_of, one_sentence_detail
 
 TOKEN_ENV = "IPYIMAGINE_COMFYUI_TOKEN"
 SAMPLERS = ("KSampler", "KSamplerAdvanced")
+COMFY_SAMPLERS = {"euler": "euler", "euler a": "euler_ancestral", "dpm++ 2m": "dpmpp_2m", "dpm++ sde": "dpmpp_sde", "ddim": "ddim",
+                  "unipc": "uni_pc", "heun": "heun", "lcm": "lcm", "lms": "lms", "ddpm": "ddpm", "dpm2": "dpm_2",
+                  "dpm2 a": "dpm_2_ancestral"}  # the web UIs' names -> ComfyUI's
 LATENTS = ("EmptyLatentImage", "EmptySD3LatentImage", "EmptyHunyuanLatentVideo")
 BUILT_IN = {  # the default graph of a fresh ComfyUI, in API format
     "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}},
@@ -72,6 +75,8 @@ def fill(graph: dict, job: RenderJob, seed: int) -> dict:
         sampler["steps"] = job.steps
     if job.guidance is not None:
         sampler["cfg"] = job.guidance
+    if job.sampler:
+        sampler["sampler_name"] = COMFY_SAMPLERS.get(job.sampler.lower(), job.sampler)
     for role, text in (("positive", job.prompt), ("negative", job.negative_prompt or "")):
         node = _linked(graph, sampler.get(role)) or _titled(graph, f"{role} prompt")
         if node is not None and "text" in node["inputs"]:

@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import BackendError, Cancelled, MissingDependency, ModelNotFound, RequestError
+from ..pngmeta import SAMPLERS
 from . import Rendered, RenderJob, unused
 from .diffusers_families import DEFAULT_STEPS, FEW_STEPS, Family, few_step_name, read_family, read_json, round_size
 from .diffusers_loading import (
@@ -223,6 +224,7 @@ class DiffusersRenderer:
                 notes.append(f"{pipeline} takes no negative prompt; --negative was not used.")
             negative = ""
 
+        sampler = scheduler_for(job.sampler, _model_folder(model), pipeline) if job.sampler else None
         lora = tuple(f"{path}:{weight:g}" for path, weight in map(parse_lora, job.lora or ()))
         for entry in lora:
             if not parse_lora(entry)[0].exists():
@@ -234,7 +236,7 @@ class DiffusersRenderer:
             notes.append(f"{width}x{height} is {factor:.0f} times the pixels of the model's own {native[0]}x{native[1]}: each step "
                          f"costs about that much more, so this will be slow (Imagine.max_pixels can cap sizes).")
         job = replace(job, model=model or BUNDLED_NAME, steps=steps, guidance=guidance, width=width, height=height,
-                      negative_prompt=negative, true_cfg=true_cfg, lora=lora or None, guidance_kind=kind, seed_honoured=True,
+                      negative_prompt=negative, true_cfg=true_cfg, lora=lora or None, sampler=sampler and job.sampler, guidance_kind=kind, seed_honoured=True,
                       notes=tuple(notes))
         return replace(job, notes=job.notes + tuple(self._vocabulary_notes(job)))
 
@@ -345,6 +347,10 @@ class DiffusersRenderer:
         per_image = {"total": job.steps + (prior_steps or 0)}
         images = []
         preview = self._previewer(pipe, job, on_preview, images)
+        own_scheduler = pipe.scheduler
+        if job.sampler:  # the model's own scheduler comes back after the render: the next cell gets the plain model
+            pipe.scheduler = getattr(_import_schedulers(), scheduler_for(job.sampler, None, type(pipe).__name__, pipe)).from_config(
+                own_scheduler.config)
         adapters = self._apply_loras(pipe, job.lora)
         try:
             for index, seed in enumerate(job.seeds):
@@ -371,6 +377,7 @@ class DiffusersRenderer:
         finally:
             if adapters:
                 pipe.unload_lora_weights()  # the next cell gets the plain model
+            scheduler_used, pipe.scheduler = pipe.scheduler, own_scheduler
 
         notes += self._truncation_notes(pipe, job, family)
         folder = _model_folder(None if job.model in (None, BUNDLED_NAME) else job.model)
@@ -380,7 +387,8 @@ class DiffusersRenderer:
             notes.append(f"{type(pipe).__name__} made {width}x{height} instead of the {job.width}x{job.height} asked for.")
         params = {
             "steps": job.steps, "guidance": job.guidance, "guidance_kind": job.guidance_kind, "width": width, "height": height,
-            "scheduler": type(pipe.scheduler).__name__, "pipeline": type(pipe).__name__, "model_hash": model_hash,
+            "scheduler": type(scheduler_used).__name__, "sampler": SAMPLERS.get(type(scheduler_used).__name__),
+            "pipeline": type(pipe).__name__, "model_hash": model_hash,
             "device": placement.device, "dtype": placement.dtype, "memory": placement.memory, "rng": "cpu",
             "versions": {"torch": torch.__version__, "diffusers": _version("diffusers"), "transformers": _version("transformers")},
         }
@@ -498,6 +506,34 @@ class DiffusersRenderer:
         if not (set(words) & set(vocab.get("colours", [])) and set(words) & set(vocab.get("shapes", []))):
             return [f"The bundled model only knows simple coloured shapes (e.g. 'a red circle on the left on a blue background'); {elsewhere}."]
         return []
+
+
+def _import_schedulers():
+    import diffusers
+
+    return diffusers
+
+
+def scheduler_for(sampler: str, folder, pipeline: str, pipe=None) -> str:
+    """The diffusers scheduler class that draws a web-UI sampler name and fits this model (a flow-matching model takes
+    only flow-matching samplers), or a RequestError that lists what fits."""
+    from ..pngmeta import SCHEDULERS
+
+    if pipe is not None:
+        own = type(pipe.scheduler)
+    else:
+        name = read_json(folder / "scheduler" / "scheduler_config.json").get("_class_name") if folder is not None else None
+        own = getattr(_import_schedulers(), name, None) if isinstance(name, str) else None
+    fitting = {own.__name__, *getattr(own, "_compatibles", [])} if own is not None else set()
+    candidates = SCHEDULERS.get(sampler.strip().lower())
+    if not candidates:
+        known = sorted({n for n in SAMPLERS.values()})
+        raise RequestError(f"--sampler {sampler!r} is not a sampler name ipyimagine knows; use one of: {', '.join(known)}.")
+    usable = [c for c in candidates if not fitting or c in fitting]
+    if not usable:
+        names = sorted({SAMPLERS[c] for c in fitting if c in SAMPLERS})
+        raise RequestError(f"--sampler {sampler!r} does not fit {pipeline}; it takes: {', '.join(names) or 'its own only'}.")
+    return usable[0]
 
 
 class _Progress:

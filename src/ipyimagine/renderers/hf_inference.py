@@ -68,7 +68,8 @@ class HFInferenceRenderer:
         client = InferenceClient(provider=provider, base_url=server, api_key=os.environ.get(TOKEN_ENV) or None, timeout=timeout)
         arguments = {k: v for k, v in {"negative_prompt": job.negative_prompt or None, "width": job.width, "height": job.height,
                                        "num_inference_steps": job.steps, "guidance_scale": job.guidance,
-                                       "model": None if server else job.model}.items() if v is not None}
+                                       "model": None if server else job.model, "scheduler": _scheduler(job.sampler)}.items()
+                     if v is not None}
         images, started = [], time.perf_counter()
         for index, seed in enumerate(job.seeds):
             if cancelled is not None and cancelled():
@@ -85,6 +86,15 @@ class HFInferenceRenderer:
         notes = [] if job.steps and job.guidance is not None else ["Settings left unset were the provider's own choice; they are not recorded."]
         return Rendered(images=images, model=job.model or "(the endpoint's model)",
                         params={k: v for k, v in params.items() if v is not None}, notes=notes)
+
+
+def _scheduler(sampler: str | None) -> str | None:
+    """The diffusers scheduler class for a web-UI sampler name (what hf-inference's `scheduler` parameter takes)."""
+    if not sampler:
+        return None
+    from ..pngmeta import SCHEDULERS
+
+    return (SCHEDULERS.get(sampler.lower()) or [sampler])[0]
 
 
 def _explain(error: Exception, where: str, model: str | None, timeout: float) -> BackendError:

@@ -97,7 +97,7 @@ class OpenAIImagesRenderer:
         config = self.config
         model = job.model or config.openai_image_model
         # OpenAI's own models take no steps; a compatible server (vLLM-Omni) takes num_inference_steps as an extra field
-        job = unused(job, self.name, *(("steps",) if model_family(model) is not None else ()), "guidance", "true_cfg", "lora", "workflow")
+        job = unused(job, self.name, *(("steps",) if model_family(model) is not None else ()), "guidance", "true_cfg", "lora", "workflow", "sampler")
         base_url = openai_support.base_url_of(config, job.server[0] if job.server else job.base_url)
         family = model_family(model)
         notes = list(job.notes)
