@@ -87,6 +87,9 @@ class A1111Renderer:
         finally:
             done.set()
             watcher.join(timeout=5)
+        if reply.status_code == 401:
+            raise BackendError(f"{host_of(server)} answered 401 to the txt2img request{one_sentence_detail(reply)}; set "
+                               f"{AUTH_ENV}=user:pass as the web UI's --api-auth.")
         if reply.status_code != 200:
             raise BackendError(f"{host_of(server)} answered {reply.status_code} to the txt2img request{one_sentence_detail(reply)}.")
         try:

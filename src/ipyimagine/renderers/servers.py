@@ -34,7 +34,7 @@ def one_sentence_detail(reply) -> str:
     if isinstance(said, list):  # FastAPI's validation errors: where and what
         said = "; ".join(f"{'.'.join(str(p) for p in item.get('loc', [])[1:])}: {item.get('msg')}" if isinstance(item, dict) else str(item)
                          for item in said[:3])
-    return f": {str(said).strip().splitlines()[0][:200]}" if said else ""
+    return f": {str(said).strip().splitlines()[0][:200].rstrip('.')}" if said else ""
 
 
 def explain_http(error: Exception, server: str, what: str, timeout: float) -> BackendError:
