@@ -71,11 +71,13 @@ class _Settings(Configurable):
             raise RequestError(f"Imagine.quantize must be 'none', 'bnb-4bit', 'bnb-8bit' or 'torchao-int8', got {self.quantize!r}.")
         if self.threads is None or self.threads < 0:
             raise RequestError(f"Imagine.threads must be 0 (PyTorch's own choice) or more, got {self.threads!r}.")
-        for name in ("openai_timeout", "openai_image_timeout"):
+        for name in ("openai_timeout", "openai_image_timeout", "server_timeout"):
             if not getattr(self, name) > 0:
                 raise RequestError(f"Imagine.{name} must be a number of seconds above 0, got {getattr(self, name)!r}.")
         if self.openai_max_retries < 0:
             raise RequestError(f"Imagine.openai_max_retries must be 0 or more, got {self.openai_max_retries!r}.")
+        if self.server_concurrency < 1:
+            raise RequestError(f"Imagine.server_concurrency must be 1 or more, got {self.server_concurrency!r}.")
         if self.cache_size_mb < 0:
             raise RequestError(f"Imagine.cache_size_mb must be 0 or more, got {self.cache_size_mb!r}.")
         if self.max_pixels is not None and self.max_pixels < 64:
