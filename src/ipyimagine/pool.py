@@ -3,15 +3,19 @@ several servers (`--server URL` given more than once), `Imagine.server_concurren
 
 Each image keeps its own explicit seed, so it is the same picture whichever server draws it; results keep their
 order; a server that fails or stops answering is taken out with a note and its work goes to the others; Cancel
-stops them all (each render sees the same `cancelled`).
+stops them all (each render sees the same `cancelled`). A server taken out is tried again after RETRY_AFTER
+seconds, so one restarted while the kernel runs rejoins the pool.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from .errors import BackendError, Cancelled, ImagineError
+
+RETRY_AFTER = 60.0  # seconds before a server taken out of the pool is tried again
 
 
 class ServerPool:
@@ -19,7 +23,7 @@ class ServerPool:
         self.servers = tuple(dict.fromkeys(servers))
         self.per_server = max(1, per_server)
         self._busy = {server: 0 for server in self.servers}
-        self._dead: dict[str, str] = {}  # server -> why it was taken out
+        self._dead: dict[str, tuple[str, float]] = {}  # server -> (why it was taken out, when)
         self._changed = threading.Condition()
         self.notes: list[str] = []
 
@@ -30,9 +34,13 @@ class ServerPool:
     def _acquire(self, cancelled) -> str:
         with self._changed:
             while True:
+                now = time.monotonic()
+                for server, (_, since) in list(self._dead.items()):
+                    if now - since > RETRY_AFTER:
+                        del self._dead[server]  # a while has passed: it may be back
                 alive = [s for s in self.servers if s not in self._dead]
                 if not alive:
-                    reasons = "; ".join(f"{s}: {why}" for s, why in self._dead.items())
+                    reasons = "; ".join(f"{s}: {why}" for s, (why, _) in self._dead.items())
                     raise BackendError(f"Every server of the pool failed ({reasons}).")
                 free = [s for s in alive if self._busy[s] < self.per_server]
                 if free:
@@ -47,7 +55,7 @@ class ServerPool:
         with self._changed:
             self._busy[server] -= 1
             if failure and server not in self._dead:
-                self._dead[server] = failure
+                self._dead[server] = (failure, time.monotonic())
                 from .renderers.servers import host_of
 
                 self.notes.append(f"{host_of(server)} was taken out of the pool ({failure}); its work went to the others.")

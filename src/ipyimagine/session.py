@@ -302,11 +302,12 @@ class Session:
         if pool is None:
             return renderer.render(job, on_step=on_step, cancelled=cancelled, **previews)
         progress = BatchProgress(on_step, len(job.seeds))
+        noted = len(pool.notes)  # the pool outlives this job: only what happened during it is this picture's note
         works = [lambda server, i=i, seed=seed: renderer.render(replace(job, seeds=(seed,), server=(server,)),
                                                                on_step=progress.part(i), cancelled=cancelled)
                  for i, seed in enumerate(job.seeds)]
         parts = pool.map(works, cancelled)
-        notes = list(dict.fromkeys(n for part in parts for n in part.notes)) + pool.notes
+        notes = list(dict.fromkeys(n for part in parts for n in part.notes)) + pool.notes[noted:]
         return Rendered(images=[image for part in parts for image in part.images], model=parts[0].model,
                         params={**parts[0].params, "servers": sorted({p.params.get("server", "") for p in parts} - {""})},
                         notes=notes, load_seconds=0.0)
