@@ -138,25 +138,8 @@ class ImagineMagics(Magics):
             if not ideas:
                 raise UsageError(f"%imagine batch: {args.file!r} holds no ideas (one idea a line).")
             requests = [Request.from_options(idea, **given) for idea in ideas]
-        from IPython.display import display
-
-        from .display import html_caption
-
-        progress = TextProgress() if getattr(self.shell, "kernel", None) is None else NotebookProgress(label="batch")
-        try:
-            with _one_line():
-                generations = self.session.batch(requests, on_step=progress.step, on_notice=progress.notice)
-        except KeyboardInterrupt:
-            progress.close()
-            raise UsageError("Interrupted; the batch stopped. The next cell runs as usual.") from None
-        except BaseException:
-            progress.close()
-            raise
-        progress.close()
-        for generation in generations:
-            display(generation)
-            display({"text/html": html_caption(generation)}, raw=True)
-        return None
+        self._show(lambda progress: self.session.batch(requests, on_step=progress.step, on_notice=progress.notice),
+                   interrupted="the batch stopped")
 
     def _cache(self, rest: str) -> None:
         cache = self.session.cache()
@@ -211,8 +194,9 @@ class ImagineMagics(Magics):
         return self._show(lambda progress: self.session.rerun(record, on_step=progress.step, on_notice=progress.notice,
                                                                on_preview=getattr(progress, "preview", None), **changes))
 
-    def _show(self, make, out: str | None = None):
-        """Run `make(progress)` with progress (and previews), then show the picture and caption (%%imagine and rerun)."""
+    def _show(self, make, out: str | None = None, interrupted: str = "nothing was kept"):
+        """Run `make(progress)` with progress (and previews), then show each picture with its caption (%%imagine,
+        rerun, batch: a batch gives a list)."""
         from IPython.display import display
 
         from .display import html_caption
@@ -225,17 +209,19 @@ class ImagineMagics(Magics):
         except KeyboardInterrupt:
             progress.close()
             at = f" at step {progress.done} of {progress.total}" if progress.total else ""
-            raise UsageError(f"Interrupted{at}; nothing was kept. The next cell runs as usual.") from None
+            raise UsageError(f"Interrupted{at}; {interrupted}. The next cell runs as usual.") from None
         except BaseException:
             progress.close()
             raise
-        if in_notebook:
-            progress.finish(result)
-        else:
-            progress.close()
-            display(result)
-        caption = result.html_caption() if hasattr(result, "html_caption") else html_caption(result)
-        display({"text/html": caption}, raw=True)
+        for index, shown in enumerate(result if isinstance(result, list) else [result]):
+            if in_notebook and index == 0:
+                progress.finish(shown)  # the first picture takes the progress bar's place
+            else:
+                if index == 0:
+                    progress.close()
+                display(shown)
+            caption = shown.html_caption() if hasattr(shown, "html_caption") else html_caption(shown)
+            display({"text/html": caption}, raw=True)
         if out:
             self.shell.user_ns[out] = result
 
