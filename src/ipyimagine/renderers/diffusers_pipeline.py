@@ -111,6 +111,7 @@ class DiffusersRenderer:
         self.config = config
         self._pipelines: dict[str, tuple] = {}  # model -> (loaded pipeline, Placement), reused across cells
         self._decoders: dict[int, object] = {}  # pipeline -> its preview decoder (or None)
+        self._families: dict[str | None, Family] = {}  # model -> its family, read from its files
 
     # -------------------------------------------------------------- what it is
     def _configured_model(self) -> str | None:
@@ -162,14 +163,16 @@ class DiffusersRenderer:
                       f"{len(vocab.get('colours', []))} colours) on a coloured background")
         return about
 
-    @lru_cache(maxsize=32)  # noqa: B019 - renderers live as long as their session; a handful of models
     def family(self, model: str | None) -> Family | None:
-        """The model's family, read from its files (None for a hub id not in the cache, or a single file)."""
+        """The model's family, read from its files (None for a hub id not in the cache, or a single file). Kept once
+        read; a None is not kept, so a hub model downloaded by its first render is read from then on."""
         model = None if model in (None, BUNDLED_NAME) else model
-        folder = _model_folder(model)
-        if folder is None or not (folder / "model_index.json").exists():
-            return None
-        return read_family(folder, _pipeline_class(folder), recommended_settings(model), label=model)
+        if model not in self._families:
+            folder = _model_folder(model)
+            if folder is None or not (folder / "model_index.json").exists():
+                return None
+            self._families[model] = read_family(folder, _pipeline_class(folder), recommended_settings(model), label=model)
+        return self._families[model]
 
     def default_guidance(self, model: str | None, pipe=None) -> float | None:
         """The guidance a cell gets when it names none: the folder's recommendation, else the family's."""
