@@ -2,7 +2,10 @@
 
 The first path segment picks its behaviour, so one server serves every test:
 `http://127.0.0.1:PORT/<mode>/v1`. Modes: ok, refuse (an LLM refusal), think (reasoning tags and
-markdown), drift (a reply without the user's words), ratelimit, quota, error500, error503, slow, html, empty, moderation, badkey, notfound.
+markdown), drift (a reply without the user's words), ratelimit, quota, error500, error503, slow, html, empty, moderation, badkey, notfound,
+nostream (ignores `stream` and answers JSON, as LiteLLM, SGLang and others do), keepopen (streams the completed image,
+then holds the stream open), endless (streams partial images and never completes), drip (answers a byte at a time).
+`GET <mode>/v1/models` lists `models` ({id: shutdown_date or None}); mode "nomodels" has no such route.
 Every request is kept in `requests` so tests can check what the real client sent.
 """
 
@@ -44,6 +47,23 @@ class Handler(BaseHTTPRequestHandler):
     def error(self, status: int, message: str, code: str | None = None, kind: str = "invalid_request_error", headers=None):
         self.send_json(status, {"error": {"message": message, "type": kind, "param": None, "code": code}}, headers)
 
+    def do_GET(self):
+        mode, _, endpoint = self.path.strip("/").partition("/v1/")
+        self.server.requests.append({"mode": mode, "endpoint": endpoint, "method": "GET", "body": {},
+                                     "authorization": self.headers.get("Authorization")})
+        if endpoint == "models" and mode != "nomodels":
+            data = [{"id": name, "object": "model", "created": 0, "owned_by": "system", **({"shutdown_date": when} if when else {})}
+                    for name, when in self.server.models.items()]
+            return self.send_json(200, {"object": "list", "data": data})
+        if self.path == "/picture.png":  # an image by address on the server's own host
+            raw = base64.b64decode(png_b64(8, 8))
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            return self.wfile.write(raw)
+        return self.error(404, f"no route {endpoint or self.path}")
+
     def do_POST(self):
         length = int(self.headers.get("Content-Length", 0))
         body = json.loads(self.rfile.read(length) or b"{}")
@@ -80,9 +100,21 @@ class Handler(BaseHTTPRequestHandler):
             return self.wfile.write(raw)
         if mode == "empty":
             return self.send_json(200, {})
+        if mode == "drip" and endpoint == "images/generations":
+            raw = json.dumps({"created": 0, "data": [{"b64_json": png_b64(4, 4)}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            for byte in raw:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.2)
+            return None
         if endpoint == "chat/completions":
             return self.chat(mode, body)
         if endpoint == "images/generations":
+            self.mode = mode
             if self.server.image_status:
                 return self.error(self.server.image_status, "image service unavailable", None, "server_error")
             return self.images(body)
@@ -107,7 +139,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def images(self, body: dict):
         width, height = (int(v) for v in body.get("size", "1024x1024").split("x"))
-        if body.get("stream"):
+        if body.get("stream") and self.mode != "nostream":
             return self.stream_images(body, width, height)
         scale = self.server.image_scale  # answer with small pictures of the right shape: fast tests
         data = [{"b64_json": png_b64(width // scale, height // scale)} for _ in range(body.get("n", 1))]
@@ -125,6 +157,17 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         common = {"background": "opaque", "created_at": 0, "output_format": "png", "quality": body.get("quality", "auto"),
                   "size": body.get("size", "1024x1024")}
+        if self.mode == "endless":  # partial images, one every 0.2 s, and never a completed one
+            for index in range(600):
+                event = {**common, "type": "image_generation.partial_image", "partial_image_index": index,
+                         "b64_json": png_b64(width // scale, height // scale, (90, 90, 90))}
+                try:
+                    self.wfile.write(f"event: image_generation.partial_image\ndata: {json.dumps(event)}\n\n".encode())
+                    self.wfile.flush()
+                except OSError:
+                    return None
+                time.sleep(0.2)
+            return None
         for index in range(int(body.get("partial_images") or 0)):
             shade = 60 + 60 * index
             event = {**common, "type": "image_generation.partial_image", "partial_image_index": index,
@@ -136,6 +179,8 @@ class Handler(BaseHTTPRequestHandler):
         done = {**common, "type": "image_generation.completed", "b64_json": png_b64(width // scale, height // scale), "usage": usage}
         self.wfile.write(f"event: image_generation.completed\ndata: {json.dumps(done)}\n\n".encode())
         self.wfile.flush()
+        if self.mode == "keepopen":  # a server that does not close the stream after the completed image
+            time.sleep(20)
 
 
 class FakeOpenAI(ThreadingHTTPServer):
@@ -150,11 +195,14 @@ class FakeOpenAI(ThreadingHTTPServer):
         self.detail_status = None  # (status, detail) for mode "detail"
         self.url_images = None  # the image address mode "urlonly" answers with
         self.image_status = 0  # non-zero: images fail with this status while chat works
+        self.models: dict[str, str | None] = {}  # what GET /v1/models lists: id -> shutdown_date
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
 
-    def url(self, mode: str = "ok") -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/{mode}/v1"
+    def url(self, mode: str = "ok", host: str = "127.0.0.1") -> str:
+        """The base URL of a mode. Tests name the host 127.0.0.1 as one of OpenAI's own (Imagine.openai_hosts); the
+        same server as `localhost` is an OpenAI-compatible server."""
+        return f"http://{host}:{self.server_address[1]}/{mode}/v1"
 
     def stop(self) -> None:
         self.shutdown()

@@ -10,6 +10,8 @@ from IPython.utils.capture import capture_output
 pytest.importorskip("openai")
 from openai_server import FakeOpenAI  # noqa: E402
 
+from ipyimagine import openai_models  # noqa: E402
+
 KEY = "sk-test-not-a-real-key-1234"
 
 
@@ -29,10 +31,15 @@ def ishell(shell, server, monkeypatch):
     config = ipyimagine.default_session().config
     config.openai_timeout = config.openai_image_timeout = 0.5
     config.openai_max_retries = 1
+    config.openai_hosts = ["api.openai.com", "127.0.0.1"]  # the loopback server as 127.0.0.1 plays OpenAI; as localhost, a compatible server
+    openai_models.forget()
+    server.models = {}
     server.requests.clear()
     server.image_status = 0
     server.revise = False
-    return shell
+    yield shell
+    config.openai_hosts = ["api.openai.com"]
+    openai_models.forget()
 
 
 def run(shell, line, cell="a lighthouse in a storm"):
@@ -59,15 +66,15 @@ def test_expand_and_render_end_to_end_and_send_only_portable_fields(ishell, serv
     assert record["expander"]["name"] == "openai" and record["expander"]["model"] == "gpt-5.4-mini"
     assert record["expander"]["base_url_host"] == host and len(record["expander"]["system_prompt_sha256"]) == 12
     assert record["expander"]["usage"] == {"prompt_tokens": 60, "completion_tokens": 25}
-    assert record["backend"] == "openai" and record["model"] == "gpt-image-1-mini"
+    assert record["backend"] == "openai" and record["model"] == "gpt-image-2"  # the first live model of the table (no listing here)
     assert record["params"]["quality"] == "low" and record["params"]["size"] == "1024x1024"
-    assert record["params"]["cost_usd_estimate"] == 0.002 and record["params"]["usage"]["output_tokens"] == 272
-    chat, image = server.requests
+    assert record["params"]["cost_usd_estimate"] == 0.006 and record["params"]["usage"]["output_tokens"] == 272
+    chat, image = [r for r in server.requests if r.get("method") != "GET"]
     assert set(chat["body"]) == {"model", "messages"}  # no n, max_tokens or temperature: servers differ on those
     assert set(image["body"]) == {"model", "prompt", "size", "quality"}
     assert image["body"]["prompt"] == record["prompt"]
     caption = next(o.data["text/html"] for o in captured.outputs if "text/html" in o.data)
-    assert "openai · gpt-image-1-mini" in caption and "expander openai (gpt-5.4-mini)" in caption
+    assert "openai · gpt-image-2" in caption and "expander openai (gpt-5.4-mini)" in caption
 
 
 def test_rerunning_a_cell_or_retrying_after_a_failed_render_does_not_pay_for_the_expansion_again(ishell, server):
@@ -103,7 +110,7 @@ def test_auto_uses_openai_when_a_base_url_is_configured(ishell, server):
         ("error503", "", "{host} failed (503): The engine is currently overloaded after 2 tries; try again later."),
         ("moderation", "--no-expand", "{host}'s safety system refused this prompt: “a lighthouse in a storm” (moderation_blocked); edit it and run again (--no-expand sends your words as written)."),
         ("html", "--no-expand", "{host} did not answer like an OpenAI images API (no images in the reply); check the base URL (it usually ends in /v1) and that the server can make images."),
-        ("slow", "--no-expand", "{host} did not answer the image request within 0.5 s (after 2 tries); try again, or raise Imagine.openai_timeout."),
+        ("slow", "--no-expand", "{host} did not answer the image request within 0.5 s (after 2 tries); try again, or raise Imagine.openai_image_timeout."),
     ],
 )
 def test_each_server_fault_is_one_sentence_without_the_key(ishell, server, mode, line, expected):
@@ -130,31 +137,36 @@ def test_no_key_and_no_server_says_where_the_key_goes(shell, monkeypatch):
 @pytest.mark.parametrize(
     "line, expected",
     [
-        ("--size 512x512", "gpt-image-1-mini makes only 1024x1024, 1536x1024, 1024x1536 images, not 512x512; use --size 1024x1024."),
-        ("--model dall-e-3", "The OpenAI model 'dall-e-3' was retired on 2026-05-12; use gpt-image-1-mini, gpt-image-1.5 or gpt-image-2."),
-        ("--model gpt-image-1", "The OpenAI model 'gpt-image-1' was shut down on 2026-10-23; use gpt-image-1-mini, gpt-image-1.5 or gpt-image-2."),
-        ("--quality ultra", "gpt-image-1-mini takes --quality low, medium, high, auto, got 'ultra'."),
+        ("--model gpt-image-2.6-flare --size 512x512", "gpt-image-2.6-flare makes only 1024x1024, 1536x1024, 1024x1536 images, not 512x512; use --size 1024x1024."),
+        ("--model dall-e-3", "The OpenAI model 'dall-e-3' was shut down on 2026-05-12; use gpt-image-2 (--model, or Imagine.openai_image_model)."),
+        ("--model gpt-image-1", "The OpenAI model 'gpt-image-1' was shut down on 2026-10-23; use gpt-image-2.5-sunburst or gpt-image-2.5-flare (--model, or Imagine.openai_image_model)."),
+        ("--model gpt-image-1-mini", "The OpenAI model 'gpt-image-1-mini' was shut down on 2026-12-01; use gpt-image-2.6-sunburst or gpt-image-2.6-flare (--model, or Imagine.openai_image_model)."),
+        ("--quality ultra", "gpt-image-2 takes --quality low, medium, high, auto, got 'ultra'."),
         ("--model gpt-image-2 --size 1000x1000", "gpt-image-2 takes sizes in multiples of 16, sides from 1:3 to 3:1, at most 3840x2160; got 1000x1000."),
     ],
 )
 def test_what_a_model_cannot_do_is_refused_before_any_request(ishell, server, line, expected):
     assert usage_error(ishell, f"--backend openai --no-expand --openai-base-url {server.url()} {line}") == expected
-    assert server.requests == []
+    assert [r for r in server.requests if r.get("method") != "GET"] == []  # the model listing is asked; nothing is paid for
 
 
 def test_free_sizes_on_gpt_image_2_and_a_compatible_servers_own_model(ishell, server):
     record = entry(run(ishell, f"--backend openai --no-expand --openai-base-url {server.url()} --model gpt-image-2 --size 1536x640"))
     assert record["params"]["size"] == "1536x640"
     server.requests.clear()
-    record = entry(run(ishell, f"--backend openai --no-expand --openai-base-url {server.url()} --model x/z-image-turbo -n 2"))
+    compatible = server.url(host="localhost")
+    record = entry(run(ishell, f"--backend openai --no-expand --openai-base-url {compatible} --model x/z-image-turbo -n 2"))
     # one image a request, no n or quality; the picture as base64, not a URL to fetch; each image's own seed
     # (the test shell configures Imagine.steps = 4, which a compatible server gets as num_inference_steps)
-    assert [set(r["body"]) for r in server.requests] == [{"model", "prompt", "response_format", "seed", "num_inference_steps"}] * 2
-    assert [r["body"]["seed"] for r in server.requests] == record["seeds"] and server.requests[0]["body"]["response_format"] == "b64_json"
+    posts = [r for r in server.requests if r.get("method") != "GET"]
+    assert [set(r["body"]) for r in posts] == [{"model", "prompt", "response_format", "seed", "num_inference_steps"}] * 2
+    assert [r["body"]["seed"] for r in posts] == record["seeds"] and posts[0]["body"]["response_format"] == "b64_json"
     assert record["model"] == "x/z-image-turbo" and len(record["seeds"]) == 2
     server.requests.clear()
-    record = entry(run(ishell, f"--backend openai --no-expand --openai-base-url {server.url()} --model x/z-image-turbo --steps 6"))
-    assert server.requests[0]["body"]["num_inference_steps"] == 6 and record["params"]["steps"] == 6  # sent as an extra field
+    record = entry(run(ishell, f"--backend openai --no-expand --openai-base-url {compatible} --model x/z-image-turbo --steps 6"))
+    posts = [r for r in server.requests if r.get("method") != "GET"]
+    # sent as an extra field, and recorded as sent (the server does not say whether it used it), not as used
+    assert posts[0]["body"]["num_inference_steps"] == 6 and record["params"]["steps_sent"] == 6 and "steps" not in record["params"]
 
 
 def test_refusals_fall_back_to_the_idea_with_a_visible_note(ishell, server):
@@ -237,14 +249,14 @@ def test_a_changed_quality_or_model_setting_never_returns_the_stale_cached_pictu
     ishell.run_line_magic("config", 'Imagine.openai_quality = "high"')
     try:
         second = entry(run(ishell, line))
-        ishell.run_line_magic("config", 'Imagine.openai_image_model = "gpt-image-1.5"')
+        ishell.run_line_magic("config", 'Imagine.openai_image_model = "gpt-image-2.5-flare"')
         third = entry(run(ishell, line))
     finally:
         ishell.run_line_magic("config", 'Imagine.openai_quality = "low"')
-        ishell.run_line_magic("config", 'Imagine.openai_image_model = "gpt-image-1-mini"')
+        ishell.run_line_magic("config", 'Imagine.openai_image_model = ""')
     images = [r["body"] for r in server.requests if "quality" in r["body"]]
-    assert [b["quality"] for b in images] == ["low", "high", "high"] and images[-1]["model"] == "gpt-image-1.5"
-    assert (first["params"]["quality"], second["params"]["quality"], third["model"]) == ("low", "high", "gpt-image-1.5")
+    assert [b["quality"] for b in images] == ["low", "high", "high"] and images[-1]["model"] == "gpt-image-2.5-flare"
+    assert (first["params"]["quality"], second["params"]["quality"], third["model"]) == ("low", "high", "gpt-image-2.5-flare")
     assert second["params"]["cached_images"] == 0 and third["params"]["cached_images"] == 0
 
 
@@ -272,12 +284,14 @@ def test_gpt_image_models_stream_partial_images_as_previews_and_record_them(ishe
     frames = []
     server.requests.clear()
     gen = ipyimagine.default_session().imagine(
-        ipyimagine.Request("a lighthouse in a storm", backend="openai", expand=False, base_url=server.url(), n=2, seed=1, cache=False),
+        ipyimagine.Request("a lighthouse in a storm", backend="openai", expand=False, base_url=server.url(), n=2, seed=1, cache=False,
+                           preview=1),
         on_preview=lambda image, done, total: frames.append((image.size, done, total)))
     bodies = [r["body"] for r in server.requests if r["endpoint"] == "images/generations"]
     assert [(b.get("stream"), b.get("partial_images"), b.get("n")) for b in bodies] == [(True, 2, None)] * 2  # one image a request
     assert len(frames) == 4 and frames[-1][1:] == (1, 2)  # two partials per picture; the second ones beside the first picture
-    assert gen.params["partial_images"] == 4 and any("bills them as extra output tokens" in n for n in gen.notes)
+    assert gen.params["partial_images"] == 4
+    assert "4 partial images were streamed as previews, as --preview asked (OpenAI bills them as extra output tokens)." in gen.notes
     assert gen.params["usage"]["output_tokens"] == 2 * 472 and len(gen.images) == 2
 
 
@@ -298,7 +312,7 @@ def test_a_fastapi_servers_reason_is_read_and_a_missing_model_is_not_retried(ish
     finally:
         server.detail_status = None
     assert message.startswith(f"127.0.0.1:{server.server_address[1]} failed (503)") and "Model not available: shapes" in message
-    assert len([r for r in server.requests if r["mode"] == "detail"]) == 1  # asked once, not three times
+    assert len([r for r in server.requests if r["mode"] == "detail" and r.get("method") != "GET"]) == 1  # asked once, not three times
     server.detail_status = (422, [{"loc": ["body", "size"], "msg": "size must be one of 256x256, 512x512", "type": "value_error"}])
     try:
         message = usage_error(ishell, f"--backend openai --no-expand --openai-base-url {server.url('detail')} --model shapes")
@@ -307,10 +321,24 @@ def test_a_fastapi_servers_reason_is_read_and_a_missing_model_is_not_retried(ish
     assert "size: size must be one of 256x256, 512x512" in message
 
 
-def test_an_image_url_that_cannot_be_fetched_is_one_sentence(ishell, server):
-    server.url_images = "http://0.0.0.0:9/never.png"
+def test_an_image_url_is_read_only_from_the_servers_own_host(ishell, server, tmp_path):
+    """A server's reply is data: an image address on its own host is read; a file, another host or 0.0.0.0 is not."""
+    secret = tmp_path / "private.png"
+    secret.write_bytes(b"not for the notebook")
+    port = server.server_address[1]
+    for address, why in [("http://0.0.0.0:9/never.png", "it is not on the server's own host"),
+                         (f"file://{secret}", "an address that is not http(s): it is not an http(s) address"),
+                         (f"http://localhost:{port}/picture.png", "it is not on the server's own host")]:
+        server.url_images = address
+        try:
+            message = usage_error(ishell, f"--backend openai --no-expand --openai-base-url {server.url('urlonly')} --model shapes")
+        finally:
+            server.url_images = None
+        assert "answered with an image address that was not read (" in message and why in message and "\n" not in message
+        assert str(secret) not in message
+    server.url_images = f"http://127.0.0.1:{port}/picture.png"
     try:
-        message = usage_error(ishell, f"--backend openai --no-expand --openai-base-url {server.url('urlonly')} --model shapes")
+        record = entry(run(ishell, f"--backend openai --no-expand --openai-base-url {server.url('urlonly')} --model shapes"))
     finally:
         server.url_images = None
-    assert "answered with an image address that cannot be fetched from here (http://0.0.0.0:9" in message and "\n" not in message
+    assert (record["params"]["width"], record["params"]["height"]) == (8, 8)

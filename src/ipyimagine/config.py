@@ -32,7 +32,14 @@ class _Settings(Configurable):
     expander_model = Unicode("gpt-5.4-mini", help="Chat model of the openai expander (for Ollama, e.g. 'llama3.2').").tag(config=True)
     expander_temperature = CFloat(None, allow_none=True,
                                   help="Temperature for the openai expander; None: not sent (the server's default).").tag(config=True)
-    openai_image_model = Unicode("gpt-image-1-mini", help="Default model of the openai renderer.").tag(config=True)
+    openai_image_model = Unicode("", help="Default model of the openai renderer; empty: the newest live GPT image model the "
+                                          "server lists (gpt-image-2 first), asked once per kernel.").tag(config=True)
+    openai_hosts = List(Unicode(), default_value=["api.openai.com"], help="Hosts that are OpenAI itself (add a proxy that passes "
+                        "requests on unchanged): OpenAI's model table, shutdown dates, billing and streaming apply there.").tag(config=True)
+    preview_paid = Bool(False, help="Stream partial images as previews from paid image APIs (OpenAI bills each one) even when the "
+                                    "cell does not ask with --preview N.").tag(config=True)
+    openai_image_urls_anywhere = Bool(False, help="Let the openai renderer read image addresses a server answers with on other "
+                                                  "hosts than its own (http(s) only, size-capped).").tag(config=True)
     openai_quality = Unicode("low", help="Default quality of the openai renderer: low, medium, high or auto.").tag(config=True)
     openai_timeout = CFloat(60.0, help="Seconds to wait for an expansion before giving up.").tag(config=True)
     openai_image_timeout = CFloat(180.0, help="Seconds to wait for an image request before giving up.").tag(config=True)

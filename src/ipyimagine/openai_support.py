@@ -48,6 +48,14 @@ def host_of(base_url: str | None) -> str:
     return f"{host}{port}" if host else "the server"
 
 
+def is_openai(config, base_url: str | None) -> bool:
+    """True when the server is OpenAI itself (or a host the user named in Imagine.openai_hosts, such as a proxy that
+    passes requests on unchanged): OpenAI's model table, shutdown dates and billing apply there, and not elsewhere."""
+    host = host_of(base_url)
+    hosts = getattr(config, "openai_hosts", None) or ["api.openai.com"]
+    return host in hosts or host.rsplit(":", 1)[0] in hosts
+
+
 def configured(config) -> bool:
     """True when OpenAI (or a compatible server) is set up: a key or a base URL."""
     return bool(os.environ.get("OPENAI_API_KEY") or base_url_of(config, None))
@@ -96,7 +104,7 @@ def will_not_change(error: Exception) -> bool:
 
 
 def explain(error: Exception, host: str, what: str, timeout: float, max_retries: int, prompt: str | None = None,
-            base_url: str | None = None) -> BackendError:
+            base_url: str | None = None, setting: str = "Imagine.openai_timeout") -> BackendError:
     """One sentence for an SDK error, by status and code (never by parsing the text, which varies by SDK version)."""
     import openai
 
@@ -108,7 +116,7 @@ def explain(error: Exception, host: str, what: str, timeout: float, max_retries:
     server_says = redact(str(said or ""), base_url).strip().splitlines()
     detail = f": {server_says[0][:160]}" if server_says else ""
     if isinstance(error, openai.APITimeoutError):
-        message = f"{host} did not answer the {what} within {timeout:g} s ({tries}); try again, or raise Imagine.openai_timeout."
+        message = f"{host} did not answer the {what} within {timeout:g} s ({tries}); try again, or raise {setting}."
     elif isinstance(error, openai.APIConnectionError):
         message = f"Cannot reach {host} for the {what} ({tries}); check that the server is running and the base URL is right."
     elif isinstance(error, openai.AuthenticationError):

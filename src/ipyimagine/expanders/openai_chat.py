@@ -69,6 +69,13 @@ class OpenAIChatExpander:
         if config.expander_temperature is not None:
             request["temperature"] = config.expander_temperature
 
+        from .. import openai_models
+        from ..errors import RequestError
+
+        refused, shutdown_note = openai_models.lifecycle(config.expander_model, base_url, "chat model", "Imagine.expander_model",
+                                                         openai_support.is_openai(config, base_url))
+        if refused:
+            raise RequestError(refused)
         client = openai_support.make_client(base_url, timeout, retries)
         try:
             import openai
@@ -99,7 +106,10 @@ class OpenAIChatExpander:
         if finish == "content_filter" or not reply or REFUSALS.match(reply):
             why = "its content filter stopped the reply" if finish == "content_filter" else "it declined or said nothing usable"
             details["note"] = f"The expander ({config.expander_model}) did not expand the idea ({why}); the idea was rendered as written."
+            details["note"] = " ".join(n for n in (shutdown_note, details["note"]) if n)
             return Expansion(prompt=clean_idea(idea), expander=self.name, model=config.expander_model, details=details)
+        if shutdown_note:
+            details["note"] = shutdown_note
         idea_line = clean_idea(idea)
         if not reply.lower().startswith(idea_line.lower()):  # the user's words come first, whatever the model did
             reply = f"{idea_line}, {reply[0].lower() + reply[1:] if reply[:1].isupper() and not reply[1:2].isupper() else reply}"

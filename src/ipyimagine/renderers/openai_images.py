@@ -9,7 +9,6 @@ it is used: a base URL pointing at a web page makes the SDK "succeed" with a str
 from __future__ import annotations
 
 import base64
-import io
 import time
 
 from .. import openai_support
@@ -17,25 +16,20 @@ from ..errors import BackendError, RequestError
 from . import Rendered, RenderJob, unused
 
 STANDARD_SIZES = ("1024x1024", "1536x1024", "1024x1536")
-# GPT image models as listed by the openai SDK (3.54): sizes, qualities, and price per image at
-# 1024x1024 by quality in US dollars where public figures exist (estimates: OpenAI bills tokens).
+# GPT image models OpenAI serves (openai SDK 3.63's docstrings): sizes, qualities, and price per image at 1024x1024 by
+# quality in US dollars where public figures exist (estimates: OpenAI bills tokens). Models it shut down are in
+# openai_models.SHUTDOWNS; a model missing from both (a future gpt-image-3) is sent as it is, with a note.
 MODELS = {
-    "gpt-image-1-mini": {"free_size": False, "qualities": ("low", "medium", "high", "auto"), "price": {"low": 0.002, "medium": 0.008, "high": 0.033}},
-    "gpt-image-1.5": {"free_size": False, "qualities": ("low", "medium", "high", "auto"), "price": {"low": 0.009, "medium": 0.034, "high": 0.133}},
-    "chatgpt-image-latest": {"free_size": False, "qualities": ("low", "medium", "high", "auto"), "price": {}},
     "gpt-image-2": {"free_size": True, "qualities": ("low", "medium", "high", "auto"), "price": {"low": 0.006, "medium": 0.053, "high": 0.211}},
     "gpt-image-2.5-sunburst": {"free_size": True, "qualities": ("low", "medium", "high", "xhigh", "max", "auto"), "price": {}},
     "gpt-image-2.5-flare": {"free_size": True, "qualities": ("low", "medium", "high", "xhigh", "max", "auto"), "price": {}},
-    "gpt-image-2.6-sunburst": {"free_size": True, "qualities": ("low", "medium", "high", "auto"), "price": {}},
-    "gpt-image-2.6-flare": {"free_size": True, "qualities": ("low", "medium", "high", "auto"), "price": {}},
-}
-RETIRED = {
-    "dall-e-2": "was retired on 2026-05-12",
-    "dall-e-3": "was retired on 2026-05-12",
-    "gpt-image-1": "was shut down on 2026-10-23",
+    "gpt-image-2.6-sunburst": {"free_size": False, "qualities": ("low", "medium", "high", "auto"), "price": {}},
+    "gpt-image-2.6-flare": {"free_size": False, "qualities": ("low", "medium", "high", "auto"), "price": {}},
 }
 MAX_N = 10
 PARTIAL_IMAGES = 2  # partial images streamed per picture when previews are on (the API takes 1-3; each is billed)
+IMAGE_URL_MAX_BYTES = 64 * 2**20  # an image a compatible server answers with by address
+_STREAMS: dict[str, bool] = {}  # server -> whether it answered a streamed request with a stream (learnt, per process)
 
 
 def model_family(model: str) -> dict | None:
@@ -46,15 +40,15 @@ def model_family(model: str) -> dict | None:
     return None
 
 
-def check_request(model: str, width: int | None, height: int | None, n: int, quality: str | None, openai_host: bool) -> None:
-    """Refuse, before sending anything, what the model cannot do."""
-    if model in RETIRED:
-        raise RequestError(f"The OpenAI model {model!r} {RETIRED[model]}; use gpt-image-1-mini, gpt-image-1.5 or gpt-image-2.")
+def looks_like_openai_image_model(model: str) -> bool:
+    return model.startswith(("gpt-image-", "chatgpt-image", "dall-e"))
+
+
+def check_request(model: str, width: int | None, height: int | None, n: int, quality: str | None) -> None:
+    """Refuse, before sending anything, what a model of the table cannot do."""
     family = model_family(model)
     if family is None:
-        if openai_host:
-            raise RequestError(f"Unknown OpenAI image model {model!r}; use one of: {', '.join(MODELS)}.")
-        return  # a compatible server's own model: it decides
+        return  # a model the table does not know: the server decides
     if n > MAX_N:
         raise RequestError(f"{model} makes at most {MAX_N} images per request, asked for {n}.")
     if quality and quality not in family["qualities"]:
@@ -86,120 +80,157 @@ class OpenAIImagesRenderer:
         return openai_support.why_not_available(self.config)
 
     def describe(self) -> str:
-        return (f"images API: OpenAI GPT image models ({self.config.openai_image_model} at quality "
-                f"{self.config.openai_quality} by default) or an OpenAI-compatible image server via base URL")
+        model = self.config.openai_image_model or "the newest live GPT image model the server lists"
+        return (f"images API: OpenAI GPT image models ({model} at quality {self.config.openai_quality} by default) "
+                "or an OpenAI-compatible image server via base URL")
 
     def resolve(self, job: RenderJob) -> RenderJob:
         """Model, quality, size and server as they will be sent; steps, guidance and the negative prompt are not
-        part of the images API, so they are cleared (with a note where the user gave them)."""
+        part of the images API, so they are cleared (with a note where the user gave them). A model the server says
+        was shut down is refused here, before anything is paid for."""
         from dataclasses import replace
 
+        from .. import openai_models
+
         config = self.config
-        model = job.model or config.openai_image_model
-        # OpenAI's own models take no steps; a compatible server (vLLM-Omni) takes num_inference_steps as an extra field
-        job = unused(job, self.name, *(("steps",) if model_family(model) is not None else ()), "guidance", "true_cfg", "lora", "workflow", "sampler")
         base_url = openai_support.base_url_of(config, job.server[0] if job.server else job.base_url)
+        openai_host = openai_support.is_openai(config, base_url)
+        model = job.model or config.openai_image_model or openai_models.default_image_model(base_url, openai_host)
         family = model_family(model)
+        # OpenAI's own models take no steps; a compatible server (vLLM-Omni) takes num_inference_steps as an extra field
+        job = unused(job, self.name, *(("steps",) if openai_host else ()), "guidance", "true_cfg", "lora", "workflow", "sampler")
         notes = list(job.notes)
+        refused, note = openai_models.lifecycle(model, base_url, "OpenAI model", "--model, or Imagine.openai_image_model",
+                                                  openai_host)
+        if refused:
+            raise RequestError(refused)
+        if note:
+            notes.append(note)
         quality, width, height = job.quality, job.width, job.height
-        if family is not None:  # OpenAI's own models: size and quality as that model takes them
+        if family is not None:  # a GPT image model of the table: size and quality as it takes them
             quality = quality or config.openai_quality
             if width is None:
                 width, height = 1024, 1024
-        elif quality is not None:
+        elif openai_host and looks_like_openai_image_model(model):
+            notes.append(f"{model!r} is not in ipyimagine's table of OpenAI image models: it was sent as it is, and its sizes, "
+                         "qualities and price are the server's to check.")
+            quality = quality or config.openai_quality
+        elif quality is not None and not openai_host:
             notes.append(f"--quality was not sent: {model!r} is not an OpenAI model, and compatible servers take none.")
             quality = None
-        check_request(model, width, height, len(job.seeds), quality, openai_support.host_of(base_url) == "api.openai.com")
+        check_request(model, width, height, len(job.seeds), quality)
         return replace(job, model=model, quality=quality, width=width, height=height, base_url=base_url,
                        negative_prompt="", negative=None, guidance_kind="none", seed_honoured=False, notes=tuple(notes))
 
+    # -------------------------------------------------------------- rendering
     def render(self, job: RenderJob, on_step=None, cancelled=None, on_preview=None) -> Rendered:
-        """Render a resolved job (see `resolve`). With `on_preview`, GPT image models stream partial images (billed
-        as extra output tokens, recorded), one image a request."""
+        """Render a resolved job (see `resolve`). OpenAI itself is asked for all images at once; a compatible server for
+        one image a request, each with its own seed and as base64 (its image URLs often point at 0.0.0.0)."""
         config = self.config
-        model, quality = job.model, job.quality
         base_url = job.server[0] if job.server else job.base_url  # a pool's server, or the one resolved
         host = openai_support.host_of(base_url)
-        family = model_family(model)
-
-        request = {"model": model, "prompt": job.prompt}
+        openai_host = openai_support.is_openai(config, base_url)
+        family = model_family(job.model)
+        streaming, why_streamed = self._streams(job, on_preview, openai_host, base_url)
+        request = {"model": job.model, "prompt": job.prompt}
         if job.width:
             request["size"] = f"{job.width}x{job.height}"
-        if quality:
-            request["quality"] = quality
-        streaming = on_preview is not None and family is not None and job.preview != 0
-        per_call = len(job.seeds) if family is not None and not streaming else 1  # compatible servers (Ollama) reject `n`
-        compatible = family is None
-        if compatible:
+        if job.quality:
+            request["quality"] = job.quality
+        extra = {}
+        if not openai_host:
             request["response_format"] = "b64_json"  # so no image URL has to be fetched (servers advertise 0.0.0.0 ones)
-            extra = {"num_inference_steps": job.steps} if job.steps else {}  # vLLM-Omni and others take these: sent, and said so
-            request["extra_body"] = {"seed": job.seeds[0], **extra}
-        if per_call > 1:
-            request["n"] = per_call
-        if streaming:
-            request.update(stream=True, partial_images=PARTIAL_IMAGES)
-        partials = 0
+            extra = {"seed": job.seeds[0], **({"num_inference_steps": job.steps} if job.steps else {})}
+        per_call = len(job.seeds) if openai_host and not streaming else 1  # compatible servers (Ollama) reject `n`
 
         timeout, retries = config.openai_image_timeout, config.openai_max_retries
-        client = openai_support.make_client(base_url, timeout, 0)  # retried here: what will not change is not retried
-        images, revised, usage_total = [], [], {}
+        images, revised, usage_total, partials = [], [], {}, 0
         started = time.perf_counter()
-        import openai
-
         while len(images) < len(job.seeds):
             if cancelled is not None and cancelled():
                 from ..errors import Cancelled
 
                 raise Cancelled(f"Cancelled after {len(images)} of {len(job.seeds)} images.")
-            if compatible:
-                request["extra_body"] = {**request["extra_body"], "seed": job.seeds[len(images)]} if "extra_body" in request else None
-                request = {k: v for k, v in request.items() if v is not None}
+            call = dict(request, n=per_call) if per_call > 1 else dict(request)
+            if extra:
+                call["extra_body"] = {**extra, "seed": job.seeds[len(images)]}
+            if streaming:
+                call.update(stream=True, partial_images=PARTIAL_IMAGES)
             try:
-                if streaming:
-                    response, received = self._streamed(self._generate(client, request, retries), host, images, len(job.seeds), on_preview)
-                    partials += received
-                else:
-                    response = self._generate(client, request, retries)
-            except openai.BadRequestError as error:
-                rejected = [k for k in ("response_format", "seed", "num_inference_steps") if k in str(getattr(error, "body", "") or error)]
-                if compatible and rejected and ("response_format" in request or "extra_body" in request):
-                    request.pop("response_format", None) if "response_format" in rejected else request.pop("extra_body", None)
-                    continue  # a stricter compatible server: ask again without what it does not take
-                raise openai_support.explain(error, host, "image request", timeout, retries, prompt=job.prompt,
-                                             base_url=base_url) from None
-            except openai.OpenAIError as error:
-                raise openai_support.explain(error, host, "image request", timeout, retries, prompt=job.prompt,
-                                             base_url=base_url) from None
+                response, received = self._request(call, base_url, host, images, len(job.seeds), on_preview, retries, timeout,
+                                                   cancelled, job.prompt)
+            except _Retry as retry:
+                request, extra, streaming = retry.adjust(request, extra, streaming)
+                continue
+            partials += received
             for item in self._items(response, host):
-                images.append(self._decode(item, host))
-                revised.append(getattr(item, "revised_prompt", None))
+                images.append(self._decode(item, host, base_url))
+                revised.append(item.get("revised_prompt") if isinstance(item, dict) else getattr(item, "revised_prompt", None))
             for key, value in (self._usage(response) or {}).items():
                 usage_total[key] = usage_total.get(key, 0) + value
             if on_step is not None:
                 on_step(min(len(images), len(job.seeds)), len(job.seeds))
         images = images[: len(job.seeds)]
+        return self._rendered(job, images, request, extra, revised, usage_total, partials, why_streamed, family, host,
+                              time.perf_counter() - started)
 
-        params = {"quality": quality, "size": request.get("size"), "width": images[0].width, "height": images[0].height,
-                  "guidance_kind": "none", "seed_honoured": False, "base_url_host": host,
-                  "seconds": round(time.perf_counter() - started, 2)}
-        if compatible and "extra_body" in request:
-            params["seed_sent"] = True
-            params["steps"] = request["extra_body"].get("num_inference_steps")
-            notes = [f"{host} was sent each image's seed; whether it honours it is the server's (ipyimagine's cache reproduces it)."]
-        else:
-            notes = ["The images API takes no seed: the recorded seed does not reproduce this picture (ipyimagine's cache does)."]
-        if any(revised):
-            params["revised_prompt"] = [r for r in revised if r]
-            notes.append(f"The server revised the prompt to: {params['revised_prompt'][0]}")
-        if usage_total:
-            params["usage"] = usage_total
-        if partials:
-            params["partial_images"] = partials
-            notes.append(f"{partials} partial images were streamed as previews; OpenAI bills them as extra output tokens.")
-        price = (family or {}).get("price", {}).get(quality)
-        if price is not None and request.get("size") == "1024x1024":
-            params["cost_usd_estimate"] = round(price * len(images), 4)
-        return Rendered(images=images, model=model, params=params, notes=notes)
+    def _streams(self, job: RenderJob, on_preview, openai_host: bool, base_url) -> tuple[bool, str]:
+        """Whether to ask for partial images, and why. OpenAI bills them, so only when the user asked for previews of
+        this cell (--preview N) or allows it (Imagine.preview_paid); a compatible server only once it has shown it
+        streams (or when the cell asks with --preview N: a JSON answer then teaches that it does not)."""
+        if on_preview is None or job.preview == 0:
+            return False, ""
+        if openai_host:
+            if model_family(job.model) is None:
+                return False, ""
+            if job.preview is not None:
+                return True, "--preview"
+            return (True, "Imagine.preview_paid") if self.config.preview_paid else (False, "")
+        known = _STREAMS.get(base_url or "")
+        if known is False:
+            return False, ""
+        return (True, "") if known or job.preview is not None else (False, "")
+
+    def _request(self, call: dict, base_url, host: str, images: list, count: int, on_preview, retries: int, timeout: float,
+                 cancelled, prompt: str):
+        """One request (with its retries) and its reply, read within the deadline: (reply, partial images received).
+        Raises _Retry when a compatible server refuses what it need not be sent."""
+        import openai
+
+        from ..deadline import DeadlinePassed, within
+
+        client = openai_support.make_client(base_url, timeout, 0)  # retried here: what will not change is not retried
+        streamed = bool(call.get("stream"))
+
+        def work():
+            reply = self._generate(client, call, retries)
+            if streamed:
+                return self._read_stream(reply, base_url, host, images, count, on_preview)
+            return reply, 0
+
+        # The client times out between two bytes; this deadline bounds the whole reply (each try, its backoff, a stream)
+        deadline = timeout * (retries + 1) + sum(min(8.0, 0.5 * 2**attempt) for attempt in range(retries)) + 1.0
+        try:
+            return within(work, deadline, cancelled, abandon=client.close)
+        except DeadlinePassed:
+            raise BackendError(f"{host} did not finish the image request within {deadline:g} s ({retries + 1} tries of "
+                               f"{timeout:g} s); try again, or raise Imagine.openai_image_timeout.") from None
+        except _NoStream:
+            _STREAMS[base_url or ""] = False
+            raise _Retry(stream=False) from None
+        except openai.BadRequestError as error:
+            said = str(getattr(error, "body", "") or error)
+            if streamed and ("stream" in said or "partial_images" in said):
+                _STREAMS[base_url or ""] = False
+                raise _Retry(stream=False) from None
+            rejected = [k for k in ("response_format", "seed", "num_inference_steps") if k in said]
+            if rejected and ("response_format" in call or "extra_body" in call):
+                raise _Retry(drop="response_format" if "response_format" in rejected else "extra_body") from None
+            raise openai_support.explain(error, host, "image request", timeout, retries, prompt=prompt, base_url=base_url,
+                                         setting="Imagine.openai_image_timeout") from None
+        except openai.OpenAIError as error:
+            raise openai_support.explain(error, host, "image request", timeout, retries, prompt=prompt, base_url=base_url,
+                                         setting="Imagine.openai_image_timeout") from None
 
     @staticmethod
     def _generate(client, request: dict, retries: int):
@@ -215,66 +246,149 @@ class OpenAIImagesRenderer:
                     raise
                 time.sleep(min(8.0, 0.5 * 2**attempt))
 
-    def _streamed(self, events, host: str, images: list, count: int, on_preview):
+    def _read_stream(self, stream, base_url, host: str, images: list, count: int, on_preview):
         """Read one streamed image: each partial image goes to `on_preview`; returns (the completed event as a reply
-        with `data` and `usage`, the number of partials)."""
+        with `data` and `usage`, the number of partials). A server that answered plain JSON is read as the answer;
+        the stream is closed as soon as the completed image is in (a server need not close it)."""
         from types import SimpleNamespace
 
-        partials, completed = 0, None
-        for event in events:
-            kind = getattr(event, "type", "")
-            if kind == "image_generation.partial_image" and getattr(event, "b64_json", None):
-                partials += 1
-                from ..display import grid
+        response = getattr(stream, "response", None)
+        kind = (response.headers.get("content-type", "") if response is not None else "").lower()
+        if response is not None and "event-stream" not in kind:  # a server that ignores `stream`: its JSON is the answer
+            _STREAMS[base_url or ""] = False
+            import json
 
-                picture = self._decode(event, host)
-                on_preview(grid([*images, picture]) if images else picture, len(images), count)
-            elif kind == "image_generation.completed":
-                completed = event
+            try:
+                raw = b"".join(_capped(response.iter_bytes(), IMAGE_URL_MAX_BYTES))
+            finally:
+                response.close()
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = None
+            return SimpleNamespace(data=(body or {}).get("data") if isinstance(body, dict) else None,
+                                   usage=(body or {}).get("usage") if isinstance(body, dict) else None), 0
+        partials, completed = 0, None
+        try:
+            for event in stream:
+                kind = getattr(event, "type", "")
+                if kind == "image_generation.partial_image" and getattr(event, "b64_json", None):
+                    partials += 1
+                    from ..display import grid
+
+                    picture = self._decode(event, host, base_url)
+                    on_preview(grid([*images, picture]) if images else picture, len(images), count)
+                elif kind == "image_generation.completed":
+                    completed = event
+                    break
+        finally:
+            if response is not None:
+                response.close()
         if completed is None:
-            raise BackendError(f"{host} ended the image stream without a completed image.")
+            raise _NoStream()
+        _STREAMS[base_url or ""] = True
         return SimpleNamespace(data=[completed], usage=getattr(completed, "usage", None)), partials
+
+    def _rendered(self, job, images, request, extra, revised, usage_total, partials, why_streamed, family, host, seconds) -> Rendered:
+        """What was really used, and notes that say what was sent but not confirmed, and what was billed."""
+        params = {"quality": request.get("quality"), "size": request.get("size"), "width": images[0].width,
+                  "height": images[0].height, "guidance_kind": "none", "seed_honoured": False, "base_url_host": host,
+                  "seconds": round(seconds, 2)}
+        if extra:
+            params["seed_sent"] = True
+            if extra.get("num_inference_steps"):
+                params["steps_sent"] = extra["num_inference_steps"]
+            sent = "seed and step count" if extra.get("num_inference_steps") else "seed"
+            notes = [f"{host} was sent each image's {sent}; the server does not say whether it used them, so they are recorded as "
+                     "sent, not as used (ipyimagine's cache reproduces the picture)."]
+        else:
+            notes = ["The images API takes no seed: the recorded seed does not reproduce this picture (ipyimagine's cache does)."]
+        if job.width and (images[0].width, images[0].height) != (job.width, job.height):
+            notes.append(f"{host} made {images[0].width}x{images[0].height} pictures, not the {job.width}x{job.height} asked for.")
+        if any(revised):
+            params["revised_prompt"] = [str(r)[:2000] for r in revised if r]
+            notes.append(f"The server revised the prompt to: {params['revised_prompt'][0][:300]}")
+        if usage_total:
+            params["usage"] = usage_total
+        if partials:
+            params["partial_images"] = partials
+            billed = " (OpenAI bills them as extra output tokens)" if why_streamed else ""
+            asked = f", as {why_streamed} asked" if why_streamed else ""
+            notes.append(f"{partials} partial images were streamed as previews{asked}{billed}.")
+        price = (family or {}).get("price", {}).get(request.get("quality"))
+        if price is not None and request.get("size") == "1024x1024" and not extra:
+            params["cost_usd_estimate"] = round(price * len(images), 4)
+        return Rendered(images=images, model=job.model, params=params, notes=notes)
 
     @staticmethod
     def _items(response, host: str) -> list:
         data = getattr(response, "data", None)
-        if isinstance(response, str) or not data:
+        if isinstance(response, str) or not data or not isinstance(data, list):
             raise BackendError(
                 f"{host} did not answer like an OpenAI images API (no images in the reply); "
                 "check the base URL (it usually ends in /v1) and that the server can make images."
             )
         return data
 
-    @staticmethod
-    def _decode(item, host: str):
-        from PIL import Image
+    def _decode(self, item, host: str, base_url):
+        """A picture from a reply's entry: base64, or an http(s) URL on the server's own host (never a file, never
+        another service), read within a deadline and a size cap."""
 
-        if getattr(item, "b64_json", None):
-            raw = base64.b64decode(item.b64_json)
-        elif getattr(item, "url", None):
-            import urllib.request
+        from ..fetching import FetchError, fetch, origin
 
+        field = item.get if isinstance(item, dict) else lambda name: getattr(item, name, None)
+        b64, url = field("b64_json"), field("url")
+        if isinstance(b64, str) and b64:
             try:
-                with urllib.request.urlopen(item.url, timeout=60) as reply:  # only some compatible servers answer with a URL
-                    raw = reply.read()
-            except (OSError, ValueError) as error:
-                from ..request import public_url
+                raw = base64.b64decode(b64)
+            except ValueError:
+                raise BackendError(f"{host} sent image data that is not base64.") from None
+        elif isinstance(url, str) and url:
+            from ..request import public_url
 
-                raise BackendError(f"{host} answered with an image address that cannot be fetched from here ({public_url(item.url)}: "
-                                   f"{getattr(error, 'reason', None) or type(error).__name__}); the server may advertise a "
-                                   "0.0.0.0 or internal address.") from None
+            own = origin(base_url or "https://api.openai.com/v1")
+            allowed = None if self.config.openai_image_urls_anywhere else [own[1:]] if own else []
+            try:
+                raw = fetch(url, timeout=self.config.openai_image_timeout, max_bytes=IMAGE_URL_MAX_BYTES, allowed_hosts=allowed)
+            except FetchError as error:
+                shown = public_url(url) if origin(url) else "an address that is not http(s)"
+                raise BackendError(f"{host} answered with an image address that was not read ({shown}: {error}); only the "
+                                   "server's own http(s) addresses are read (Imagine.openai_image_urls_anywhere allows others).") from None
         else:
             raise BackendError(f"{host} sent an image entry with neither b64_json nor url.")
-        try:
-            image = Image.open(io.BytesIO(raw))
-            image.load()
-        except Exception:
-            raise BackendError(f"{host} sent image data that is not a picture.") from None
-        return image.convert("RGB")
+        from ..pixels import open_untrusted
+
+        return open_untrusted(raw, f"{host} sent", self.config.max_pixels)
 
     @staticmethod
     def _usage(response) -> dict | None:
         usage = getattr(response, "usage", None)
         if usage is None:
             return None
-        return {k: getattr(usage, k) for k in ("input_tokens", "output_tokens", "total_tokens") if getattr(usage, k, None) is not None}
+        read = usage.get if isinstance(usage, dict) else lambda name: getattr(usage, name, None)
+        return {k: read(k) for k in ("input_tokens", "output_tokens", "total_tokens") if isinstance(read(k), int)}
+
+
+def _capped(chunks, limit: int):
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise BackendError(f"The server's reply is larger than {limit:,} bytes.")
+        yield chunk
+
+
+class _NoStream(Exception):
+    """The server ended the stream without a completed image: ask again without streaming."""
+
+
+class _Retry(Exception):
+    """Ask again without what a compatible server refused (a field, or streaming)."""
+
+    def __init__(self, drop: str | None = None, stream: bool | None = None):
+        self.drop, self.stream = drop, stream
+
+    def adjust(self, request: dict, extra: dict, streaming: bool):
+        request = {k: v for k, v in request.items() if k != self.drop}
+        extra = {} if self.drop == "extra_body" else extra
+        return request, extra, streaming if self.stream is None else self.stream
