@@ -6,7 +6,7 @@ import re
 import sys
 from pathlib import Path
 
-from .errors import ImagineError, raise_errors
+from .errors import ImagineError, RequestError, raise_errors
 from .params import UsageParser, add_arguments, given_options
 
 _CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f\x9b]")
@@ -61,6 +61,8 @@ def history_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     notes: list[str] = []
     if args.notebook:
+        if not Path(args.notebook).expanduser().is_file():
+            raise RequestError(f"There is no notebook {args.notebook!r}; give the path of an .ipynb file.")
         found, notes = read_notebook(Path(args.notebook))
         records = [r for r, _ in reversed(found) if matches(r, args.grep)][: args.limit]
         where = args.notebook
@@ -98,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         if raise_errors():
             raise
         message = str(error) if isinstance(error, ImagineError) else f"{error.strerror or type(error).__name__}: {error.filename or ''}"
-        print(f"ipyimagine: {printable(message)}", file=sys.stderr)
+        prefix = "" if message.startswith("ipyimagine") else "ipyimagine: "  # the parser's own messages name the command already
+        print(f"{prefix}{printable(message)}", file=sys.stderr)
         return 2
 
 

@@ -78,11 +78,15 @@ def settings_line(gen) -> str:
     """Backend, model and only the settings that were really used (a backend with no steps shows none)."""
     p = gen.params
     seeds = f"seed {gen.seeds[0]}" if len(gen.seeds) == 1 else f"seeds {gen.seeds[0]}–{gen.seeds[-1]}"
-    if p.get("seed_honoured") is False:
+    if p.get("seed_sent"):
+        seeds += " (sent; the server does not say whether it used it)"
+    elif p.get("seed_honoured") is False:
         seeds += " (not used by the backend)"
     parts = [gen.backend, gen.model, seeds]
     if p.get("steps") is not None:
         parts.append(f"{p['steps']} steps")
+    elif p.get("steps_sent") is not None:
+        parts.append(f"{p['steps_sent']} steps sent")
     if p.get("guidance") is not None and p.get("guidance_kind") != "none":
         label = "distilled guidance" if p.get("guidance_kind") == "distilled" else "guidance"
         parts.append(f"{label} {number(p['guidance'])}")

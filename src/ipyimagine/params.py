@@ -188,6 +188,9 @@ def refuse_unsupported(face: str, given: dict, why: str) -> None:
 
 
 # ---------------------------------------------------------------------- argparse, for the magic and the CLI
+NOTEBOOK_ONLY_FLAGS = {"--interactive": "the panel of sliders", "--out": "a variable of the notebook"}
+
+
 class UsageParser(argparse.ArgumentParser):
     """argparse whose errors are one sentence (raised as `error_class`), with a suggestion for a mistyped flag."""
 
@@ -202,7 +205,11 @@ class UsageParser(argparse.ArgumentParser):
         if unknown:
             typed = unknown.group(1)
             known = [flag for action in self._actions for flag in action.option_strings]
-            close = difflib.get_close_matches(typed.split("=")[0], known, n=1, cutoff=0.75)
+            flag = typed.split("=")[0]
+            where = NOTEBOOK_ONLY_FLAGS.get(flag)
+            if where and self.prog.startswith("ipyimagine"):
+                raise self.error_class(f"{flag} is an option of %%imagine in a notebook ({where}); the ipyimagine command has no such option.")
+            close = difflib.get_close_matches(flag, known, n=1, cutoff=0.75)
             hint = f"; did you mean {close[0]}?" if close else f"; {self.prog} --help lists the options."
             raise self.error_class(f"{self.prog}: unknown option {typed}{hint}")
         message = re.sub(r"^argument (\S+): (?=\1 )", "", message)  # our own messages name the flag already
@@ -213,12 +220,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Every option of the table as argparse arguments (each `dest` is the Request field). A face that cannot
     honour one still parses it, then refuses it in one sentence (`refuse_unsupported`): it never drops one."""
     for opt in OPTIONS:
+        text = opt.help.replace("%", "%%")  # argparse reads % as a format ("%imagine" is not one)
         if opt.switch is not None:
-            parser.add_argument(*opt.flags, dest=opt.name, action="store_const", const=opt.switch, default=None, help=opt.help)
+            parser.add_argument(*opt.flags, dest=opt.name, action="store_const", const=opt.switch, default=None, help=text)
         elif opt.kind is list:
-            parser.add_argument(*opt.flags, dest=opt.name, action="append", metavar=opt.metavar, help=opt.help)
+            parser.add_argument(*opt.flags, dest=opt.name, action="append", metavar=opt.metavar, help=text)
         else:
-            parser.add_argument(*opt.flags, dest=opt.name, type=_argparse_type(opt), metavar=opt.metavar, help=opt.help)
+            parser.add_argument(*opt.flags, dest=opt.name, type=_argparse_type(opt), metavar=opt.metavar, help=text)
         if opt.name == "seed":  # --size sits beside --width/--height in the help
             parser.add_argument("--size", metavar="WxH", help=SIZE_HELP)
 

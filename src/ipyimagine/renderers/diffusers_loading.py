@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 import warnings
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,20 +20,46 @@ INSTALL_HINT = "pip install 'ipyimagine[local]'"
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
 
 
+_imported = None  # the Future of the one import of torch, diffusers and transformers (see import_torch_and_diffusers)
+_import_lock = threading.Lock()
+
+
 def import_torch_and_diffusers():
+    """torch and diffusers, imported once on a thread of their own. An import cut by Kernel -> Interrupt leaves torch
+    half-initialised for the rest of the process (every later cell fails until a restart), so the interrupt only stops
+    the wait: the import finishes on its thread, and the next cell waits for it."""
+    global _imported
     missing = [m for m in ("torch", "diffusers", "transformers") if importlib.util.find_spec(m) is None]
     if missing:
         raise MissingDependency(f"The diffusers backend needs {', '.join(missing)}: {INSTALL_HINT}.")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no torchvision fallback notices
-    import diffusers
-    import torch
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
+    with _import_lock:
+        if _imported is None:
+            from concurrent.futures import Future
 
-    diffusers_logging.disable_progress_bar()
-    diffusers_logging.set_verbosity_error()  # its truncation warning becomes our one-line note
-    transformers_logging.disable_progress_bar()
-    return torch, diffusers
+            _imported = Future()
+            threading.Thread(target=_import_into, args=(_imported,), name="ipyimagine-import", daemon=True).start()
+        future = _imported
+    while True:
+        try:
+            return future.result(timeout=0.2)  # short waits: an interrupt reaches this thread between them
+        except FutureTimeout:
+            continue
+
+
+def _import_into(future) -> None:
+    try:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no torchvision fallback notices
+        import diffusers
+        import torch
+        from diffusers.utils import logging as diffusers_logging
+        from transformers.utils import logging as transformers_logging
+
+        diffusers_logging.disable_progress_bar()
+        diffusers_logging.set_verbosity_error()  # its truncation warning becomes our one-line note
+        transformers_logging.disable_progress_bar()
+        future.set_result((torch, diffusers))
+    except BaseException as error:  # noqa: BLE001 - handed to every caller
+        future.set_exception(error)
 
 
 def first_line(error: BaseException) -> str:

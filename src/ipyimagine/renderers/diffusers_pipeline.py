@@ -512,9 +512,7 @@ class DiffusersRenderer:
 
 
 def _import_schedulers():
-    import diffusers
-
-    return diffusers
+    return import_torch_and_diffusers()[1]
 
 
 def scheduler_for(sampler: str, folder, pipeline: str, pipe=None) -> str:
