@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from traitlets import Bool, CFloat, CInt, List, Unicode, default
+from traitlets import Bool, CFloat, CInt, List, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
 
 from .params import OPTIONS
@@ -146,6 +146,23 @@ def _default_expander(self):
     return _env("IPYIMAGINE_EXPANDER", "auto")
 
 
+def _check_option_setting(self, proposal):
+    """`%config Imagine.steps = 400` is refused when it is set, in the option's own words, not at the next render."""
+    from .errors import RequestError
+    from .params import BY_NAME
+
+    name = proposal["trait"].name
+    value = proposal["value"]
+    opt = next((o for o in BY_NAME.values() if o.config == name), None)
+    if opt is None or value is None or (value == "" and opt.kind is str) or (opt.kind is list and not value):
+        return value
+    try:
+        opt.check(value, where=f"Imagine.{name}")
+    except RequestError as error:
+        raise TraitError(str(error)) from None
+    return value
+
+
 Imagine = type(
     "Imagine",
     (_Settings,),
@@ -156,5 +173,6 @@ Imagine = type(
         "_default_backend": _default_backend,
         "_default_model": _default_model,
         "_default_expander": _default_expander,
+        "_check_option_setting": validate(*(opt.config for opt in OPTIONS if opt.config))(_check_option_setting),
     },
 )
