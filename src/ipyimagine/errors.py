@@ -36,7 +36,13 @@ class ModelNotFound(ImagineError):
 
 
 class BackendError(ImagineError):
-    pass
+    """Its message often carries a server's words: it goes through the one redaction step (redact.py), so no key,
+    token or password in use reaches a user, whichever backend built it."""
+
+    def __init__(self, message: str = "", *args):
+        from .redact import redact
+
+        super().__init__(redact(message), *args)
 
 
 class Cancelled(ImagineError):

@@ -20,6 +20,7 @@ _KEY_SHAPES = re.compile(r"(sk-[A-Za-z0-9_\-*]{6,}|Bearer\s+\S+)")
 
 def redact(text: str, base_url: str | None = None) -> str:
     """The text without the API key, anything shaped like one, or the credentials of the server address."""
+    from .redact import redact as redact_all
     from .request import url_secrets
 
     key = os.environ.get("OPENAI_API_KEY", "")
@@ -27,7 +28,7 @@ def redact(text: str, base_url: str | None = None) -> str:
         text = text.replace(key, "[key]")
     for secret in url_secrets(base_url):
         text = text.replace(secret, "[redacted]")
-    return _KEY_SHAPES.sub("[key]", text)
+    return redact_all(_KEY_SHAPES.sub("[key]", text), base_url)  # and every other secret in use (redact.py)
 
 
 def base_url_of(config, override: str | None) -> str | None:

@@ -40,7 +40,9 @@ class ServerPool:
                         del self._dead[server]  # a while has passed: it may be back
                 alive = [s for s in self.servers if s not in self._dead]
                 if not alive:
-                    reasons = "; ".join(f"{s}: {why}" for s, (why, _) in self._dead.items())
+                    from .renderers.servers import host_of
+
+                    reasons = "; ".join(f"{host_of(s)}: {why}" for s, (why, _) in self._dead.items())
                     raise BackendError(f"Every server of the pool failed ({reasons}).")
                 free = [s for s in alive if self._busy[s] < self.per_server]
                 if free:
@@ -72,9 +74,7 @@ class ServerPool:
                 raise
             except BackendError as error:
                 self._release(server, failure=str(error).rstrip("."))
-                if len(self._dead) == len(self.servers):
-                    raise
-                continue
+                continue  # another server; when none is left, _acquire says why each failed
             except ImagineError:
                 self._release(server)
                 raise

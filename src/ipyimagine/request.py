@@ -107,6 +107,8 @@ def public_request(request) -> dict:
     """The request as a record keeps it: plain data, server addresses without credentials."""
     data = asdict(request)
     data["base_url"] = public_url(data.get("base_url"))
+    data["expander_server"] = public_url(data.get("expander_server"))
+    data["server"] = [public_url(s) for s in data["server"]] if data.get("server") else None
     data["sweep"] = list(data["sweep"]) if data.get("sweep") else None
     return data
 

@@ -71,6 +71,9 @@ class Session:
             defaults["model"] = None  # Imagine.model is the model of Imagine.backend, not of a backend a cell switched to
         defaults = {k: v for k, v in defaults.items() if k not in ("expand", "cache")}  # booleans: the cell's own wins
         request = request.with_defaults(**defaults)
+        from .redact import remember_servers
+
+        remember_servers(*(request.server or ()), request.expander_server, request.base_url)  # their credentials: redacted
         if not self.config.expand:
             request = replace(request, expand=False)
         if not self.config.cache:

@@ -16,6 +16,11 @@ Modes (a path prefix):
     badjson       every endpoint answers 200 application/json with a body that is not JSON
     dies          txt2img closes the connection without a reply once the first iteration's images are made
                   (n_iter > 1), or halfway through sampling (n_iter == 1)
+    echo401       every endpoint answers 401 whose detail echoes the request's Authorization header and path with
+                  its query (as some proxies and debug builds do)
+    echo500       txt2img answers 500 whose "errors" text echoes the Authorization header, the request line and every
+                  header
+    echoinfo      txt2img succeeds, but its infotexts and sampler name echo the Authorization header and query
 A refused connection: `refused_url()` gives the URL of a port nobody listens on.
 
 Like the real server (so a client is tested against what it will meet):
@@ -56,7 +61,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from PIL import Image, PngImagePlugin
 
-MODES = ("ok", "unauthorized", "noapi", "error500", "error422", "slow", "html", "badjson", "dies")
+MODES = ("ok", "unauthorized", "noapi", "error500", "error422", "slow", "html", "badjson", "dies", "echo401", "echo500", "echoinfo")
 VERSION = "v1.10.1"
 
 
@@ -248,6 +253,9 @@ class Handler(BaseHTTPRequestHandler):
             raise _HTTPError(404, {"detail": "Not Found"})
         if mode == "unauthorized":
             raise _webui_error(401, "Incorrect username or password", errors="401: Incorrect username or password")
+        if mode == "echo401":
+            said = f"Incorrect credentials (Authorization: {self.headers.get('Authorization')}) for {self.path}"
+            raise _webui_error(401, said, errors=f"401: {said}")
         routes = {
             ("POST", "/sdapi/v1/txt2img"): lambda: self.txt2img(mode, record["json"], bad_json),
             ("GET", "/sdapi/v1/progress"): lambda: self.progress(record["query"]),
@@ -363,6 +371,9 @@ class Handler(BaseHTTPRequestHandler):
         labels = {n: label for n, label in SCHEDULERS} | {label: label for _, label in SCHEDULERS}
         if scheduler is not None and scheduler not in labels:
             raise _webui_error(404, "Scheduler not found")
+        if mode == "echo500":
+            raise _webui_error(500, "", error="RuntimeError", errors=(
+                f"RuntimeError: {self.headers.get('Authorization')} on POST {self.path} failed; headers {dict(self.headers.items())}"))
         if mode == "error500":
             raise _webui_error(500, "", error="OutOfMemoryError", errors=(
                 "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 8.00 GiB of which "
@@ -372,6 +383,12 @@ class Handler(BaseHTTPRequestHandler):
                                    dies=(mode == "dies"))
         if result is None:
             raise _Dropped()
+        if mode == "echoinfo":
+            echo = f"Authorization: {self.headers.get('Authorization')}, Request: {self.path}"
+            info = json.loads(result["info"])
+            info["infotexts"] = [f"{text}, {echo}" for text in info["infotexts"]]
+            info["sampler_name"] = f"{info['sampler_name']} ({echo})"
+            result = {**result, "info": json.dumps(info)}
         self.send_json(200, result)
 
 

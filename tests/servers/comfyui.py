@@ -43,6 +43,8 @@ Fault modes (constructor arguments, or `set_fault(...)` at any time; `die()` at 
     noise=True           also sends message types real servers and plugins add (progress_state,
                          crystools.monitor), which clients must ignore.
     checkpoints=[...]    ckpt_name must be one of these (else 400 value_not_in_list); None accepts any.
+    echo_auth=True       error messages (a refused graph's 400, a node's execution_error) echo the Authorization
+                         header and the request line (query included) of the POST /prompt, as a debug proxy might.
 """
 
 from __future__ import annotations
@@ -400,6 +402,7 @@ class FakeComfyUI:
     FAULTS = (
         "step_seconds", "node_seconds", "previews", "preview_every", "preview_format", "fail_at_step", "fail_node_class",
         "error_type", "error_message", "die_at_step", "die_mode", "drop_ws_at_step", "cache", "noise", "png_metadata",
+        "echo_auth",
     )
 
     def __init__(
@@ -423,6 +426,7 @@ class FakeComfyUI:
         png_metadata: bool = True,
         checkpoints: list[str] | None = None,
         loras: list[str] | None = None,
+        echo_auth: bool = False,
         port: int = 0,
     ):
         self.step_seconds = step_seconds
@@ -443,6 +447,8 @@ class FakeComfyUI:
         self.png_metadata = png_metadata
         self.checkpoints = list(checkpoints) if checkpoints is not None else None
         self.loras = list(loras) if loras is not None else None
+        self.echo_auth = echo_auth
+        self._echo = ""  # what the last POST /prompt carried (for echo_auth)
 
         self.requests: list[dict] = []  # every HTTP request (websocket handshakes too), as received
         # every websocket message sent: (sid, or None for a broadcast, type, data); previews as (sid, "preview", (event, format, nbytes))
@@ -722,6 +728,7 @@ class FakeComfyUI:
             return None
 
     def _post_prompt(self, h: _Handler, body: bytes) -> None:
+        self._echo = f"Authorization: {h.headers.get('Authorization')}, request POST {h.path}"
         data = self._read_json(h, body)
         if data is None:
             return
@@ -744,6 +751,8 @@ class FakeComfyUI:
             # e.g. the UI-format workflow ({"last_node_id": 9, "nodes": [...]}) posted as a prompt: ComfyUI fails the same way
             return h.reply_text(500, "500 Internal Server Error\n\nServer got itself in trouble")
         if not valid:
+            if self.echo_auth:
+                error = dict(error, message=f"{error['message']} ({self._echo})")
             return h.reply_json(400, {"error": error, "node_errors": node_errors})
         extra_data = dict(data.get("extra_data") or {})
         if "client_id" in data:
@@ -1077,7 +1086,7 @@ class FakeComfyUI:
                 if self.node_seconds:
                     self._sleep(self.node_seconds)
                 if self.fail_node_class and class_type == self.fail_node_class:
-                    raise _NodeFailure(self.error_type, self.error_message)
+                    raise _NodeFailure(self.error_type, self.error_message + (f" ({self._echo})" if self.echo_auth else ""))
                 result, ui = self._run_node(node_id, class_type, inputs, prompt_id, sid, prompt, extra_data)
             except _Interrupted:
                 add_message("execution_interrupted", {"prompt_id": prompt_id, "node_id": node_id, "node_type": class_type, "executed": list(executed)}, True)
@@ -1164,7 +1173,7 @@ class FakeComfyUI:
                 self._kill(self.die_mode)
                 raise _Died()
             if self.fail_at_step is not None and step >= self.fail_at_step:
-                raise _NodeFailure(self.error_type, self.error_message)
+                raise _NodeFailure(self.error_type, self.error_message + (f" ({self._echo})" if self.echo_auth else ""))
             self._send("progress", {"value": step, "max": steps, "prompt_id": prompt_id, "node": node_id}, sid)
             if self.noise:
                 self._send("progress_state", {"prompt_id": prompt_id, "nodes": {node_id: {

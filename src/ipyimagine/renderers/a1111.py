@@ -19,8 +19,9 @@ import time
 from dataclasses import replace
 
 from ..errors import BackendError, Cancelled, MissingDependency
+from ..redact import redact_data
 from . import Rendered, RenderJob, unused
-from .servers import explain_http, first_server, host_of, one_sentence_detail
+from .servers import explain_http, first_server, host_of, one_sentence_detail, split_server
 
 AUTH_ENV = "IPYIMAGINE_A1111_AUTH"
 DEFAULT_SIZE = 512  # the web UI's own default
@@ -95,6 +96,7 @@ class A1111Renderer:
         try:
             answer = reply.json()
             info = json.loads(answer.get("info") or "{}")
+            info = redact_data(info, server) if isinstance(info, dict) else {}  # the server's words go into the record
             images = [_decode(b64) for b64 in answer["images"]][: len(job.seeds)]
         except (ValueError, KeyError, TypeError):
             raise BackendError(f"{host_of(server)} did not answer like an AUTOMATIC1111 sdapi (no images in the reply); "
@@ -152,9 +154,10 @@ def _client(server: str, timeout: float):
         import httpx
     except ImportError:
         raise MissingDependency("The a1111 backend needs httpx: pip install 'ipyimagine[servers]'.") from None
+    base, query, in_url = split_server(server)
     auth = os.environ.get(AUTH_ENV, "")
     user, _, password = auth.partition(":")
-    return httpx.Client(base_url=server.rstrip("/"), timeout=timeout, auth=(user, password) if auth else None)
+    return httpx.Client(base_url=base, params=query, timeout=timeout, auth=(user, password) if auth else in_url)
 
 
 def _decode(b64: str):

@@ -10,6 +10,7 @@ behind a reverse proxy is read from IPYIMAGINE_COMFYUI_TOKEN, never from configu
 
 from __future__ import annotations
 
+import base64
 import copy
 import io
 import json
@@ -21,8 +22,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import BackendError, Cancelled, MissingDependency, RequestError
+from ..redact import redact
 from . import Rendered, RenderJob, unused
-from .servers import explain_http, first_server, host_of, one_sentence_detail
+from .servers import explain_http, first_server, host_of, one_sentence_detail, split_server
 
 TOKEN_ENV = "IPYIMAGINE_COMFYUI_TOKEN"
 SAMPLERS = ("KSampler", "KSamplerAdvanced")
@@ -203,8 +205,9 @@ class ComfyUIRenderer:
             if kind == "progress" and on_step is not None:
                 on_step(min(total, index * job.steps + int(data.get("value", 0))), total)
             elif kind == "execution_error":
-                said = data.get("exception_message") or data.get("exception_type") or "an error"
-                raise BackendError(f"{host_of(server)} failed in node {data.get('node_type') or data.get('node_id')}: {str(said).strip()[:160]}.")
+                said = redact(str(data.get("exception_message") or data.get("exception_type") or "an error")[:100_000], server)
+                node = redact(str(data.get("node_type") or data.get("node_id"))[:100], server)
+                raise BackendError(f"{host_of(server)} failed in node {node}: {said.strip()[:160]}.")
             elif kind == "execution_interrupted":
                 raise Cancelled(f"{host_of(server)} interrupted the render.")
             elif kind == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
@@ -218,6 +221,11 @@ def _checkpoint(graph) -> str | None:
 
 
 def _node_errors(reply) -> str:
+    """The server's reason for refusing a graph, without any secret in use (redacted before it is cut short)."""
+    return redact(_node_error_text(reply))[:400]
+
+
+def _node_error_text(reply) -> str:
     try:
         body = reply.json()
     except ValueError:
@@ -244,7 +252,8 @@ def _http(server: str, timeout: float):
         import httpx
     except ImportError:
         raise MissingDependency("The comfyui backend needs httpx: pip install 'ipyimagine[servers]'.") from None
-    return httpx.Client(base_url=server.rstrip("/"), timeout=timeout, headers=_headers())
+    base, query, in_url = split_server(server)
+    return httpx.Client(base_url=base, params=query, auth=in_url, timeout=timeout, headers=_headers())
 
 
 @contextmanager
@@ -254,9 +263,15 @@ def _websocket(server: str, client_id: str, timeout: float):
         from websockets.sync.client import connect
     except ImportError:
         raise MissingDependency("The comfyui backend needs websockets: pip install 'ipyimagine[servers]'.") from None
-    url = server.rstrip("/").replace("https://", "wss://").replace("http://", "ws://") + f"/ws?clientId={client_id}"
+    from urllib.parse import urlencode
+
+    base, query, in_url = split_server(server)
+    url = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1) + "/ws?" + urlencode({**query, "clientId": client_id})
+    headers = _headers()
+    if in_url and "Authorization" not in headers:
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{in_url[0]}:{in_url[1]}".encode()).decode()
     try:
-        opened = connect(url, additional_headers=_headers(), open_timeout=min(timeout, 30), max_size=2**26)
+        opened = connect(url, additional_headers=headers, open_timeout=min(timeout, 30), max_size=2**26)
         socket = opened.__enter__()
     except Exception as error:  # noqa: BLE001 - refused, 401 at the handshake, wrong address: one sentence
         status = getattr(getattr(error, "response", None), "status_code", None)

@@ -99,7 +99,7 @@ def _scheduler(sampler: str | None) -> str | None:
 
 def _explain(error: Exception, where: str, model: str | None, timeout: float) -> BackendError:
     """One sentence for each way an Inference Providers call fails (the token never appears in it)."""
-    from ..openai_support import redact
+    from ..redact import redact  # every secret in use: HF_TOKEN, the other backends' and the server address's
 
     status = getattr(getattr(error, "response", None), "status_code", None)
     name = type(error).__name__
@@ -128,8 +128,6 @@ def _explain(error: Exception, where: str, model: str | None, timeout: float) ->
     elif "Connect" in name:
         message = f"Cannot reach {where}; check the network (or that --server is running)."
     else:
-        message = f"The request to {where} failed ({name}: {str(error).splitlines()[0][:120] if str(error) else ''})."
-    token = os.environ.get(TOKEN_ENV, "")
-    if token:
-        message = message.replace(token, "[token]")
+        said = redact(str(error)[:100_000]).splitlines()  # redacted before it is cut short: no half secret survives
+        message = f"The request to {where} failed ({name}: {said[0][:120] if said else ''})."
     return BackendError(redact(message))
