@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import threading
 
+import nbformat
 import pytest
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 from PIL import Image
 from servers.a1111 import FakeA1111, refused_url
 from servers.comfyui import FakeComfyUI
+
+import ipyimagine
 
 WORKFLOW = __import__("pathlib").Path(__file__).resolve().parent / "servers" / "comfyui_workflows" / "txt2img_api.json"
 
@@ -134,3 +139,106 @@ def test_a_comfyui_node_error_or_refusal_that_echoes_the_token_shows_none_of_it(
         assert absent(message + refusal, token, "SECRETtok5") == []
     finally:
         server.stop()
+
+
+# ---------------------------------------------------------------------------------------------- 7. file reads and graphs
+def finishes(action, seconds: float = 10.0):
+    """What `action()` raised, or returned, within `seconds` (a hang fails the test instead of the suite)."""
+    box = {}
+
+    def go():
+        try:
+            box["value"] = action()
+        except BaseException as error:  # noqa: BLE001 - handed to the test
+            box["error"] = error
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s"
+    return box.get("error", box.get("value"))
+
+
+@pytest.fixture
+def fifo(tmp_path):
+    path = tmp_path / "pipe"
+    os.mkfifo(path)
+    return path
+
+
+def test_a_workflow_or_batch_file_that_is_a_device_a_pipe_or_huge_is_refused_at_once(shell, tmp_path, fifo):
+    comfy = FakeComfyUI(step_seconds=0.001)
+    huge = tmp_path / "huge.json"
+    with huge.open("wb") as f:
+        f.truncate(17 * 2**20)  # sparse: 17 MB of nothing, more than any workflow or list of ideas
+    try:
+        line = f"--backend comfyui --server {comfy.url()} --seed 1 --steps 2 --size 64x64 --no-cache"
+        for path, said in (("/dev/zero", "is not a regular file"), (fifo, "is not a regular file"), (huge, "is larger than 16 MB")):
+            error = finishes(lambda path=path: run(shell, f"{line} --workflow {path}"))
+            assert isinstance(error, UsageError) and said in str(error) and "\n" not in str(error)
+            error = finishes(lambda path=path: shell.run_line_magic("imagine", f"batch {path} {line}"))
+            assert isinstance(error, UsageError) and said in str(error) and str(error).startswith("%imagine batch:")
+        error = finishes(lambda: shell.run_line_magic("imagine", f"rerun {fifo}"))
+        assert isinstance(error, UsageError) and "is not a regular file" in str(error)
+        assert not [r for r in comfy.requests if r["path"].endswith("/prompt")]  # nothing was sent
+    finally:
+        comfy.stop()
+
+
+def crafted_notebook(tmp_path, workflow) -> str:
+    record = {"id": "crafted01", "created": "2026-01-01T00:00:00+00:00", "idea": "a red circle", "prompt": "a red circle",
+              "seeds": [3], "backend": "comfyui", "model": "v1-5-pruned-emaonly.safetensors",
+              "params": {"steps": 2, "guidance": 7.0, "width": 64, "height": 64, "server": "127.0.0.1:1", "workflow": workflow}}
+    output = nbformat.v4.new_output("display_data", data={"text/plain": "x"},
+                                    metadata={"ipyimagine": {"format": 2, "kind": "generation", "entries": [record]}})
+    path = tmp_path / "shared.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[output])]), path)
+    return str(path)
+
+
+def rerun_in(shell, notebook: str, arguments: str):
+    shell.user_ns["__session__"] = notebook
+    try:
+        with capture_output():
+            return shell.run_line_magic("imagine", f"rerun {arguments}")
+    finally:
+        del shell.user_ns["__session__"]
+
+
+def test_a_recorded_workflow_is_a_graph_never_a_path(shell, tmp_path):
+    comfy = FakeComfyUI(step_seconds=0.001)
+    try:
+        for path in ("/dev/zero", str(tmp_path / "missing.json")):
+            notebook = crafted_notebook(tmp_path, path)
+            error = finishes(lambda notebook=notebook: rerun_in(shell, notebook, f"1 --server {comfy.url()} --no-cache"))
+            assert isinstance(error, UsageError) and "workflow is not a graph" in str(error)
+        assert not [r for r in comfy.requests if r["path"].endswith("/prompt")]
+    finally:
+        comfy.stop()
+
+
+def test_a_graph_from_a_notebook_this_kernel_did_not_write_is_shown_and_sent_only_with_yes(shell, tmp_path):
+    comfy = FakeComfyUI(step_seconds=0.001, cache=False)
+    try:
+        graph = json.loads(WORKFLOW.read_text())
+        notebook = crafted_notebook(tmp_path, json.dumps(graph))
+        with pytest.raises(UsageError) as caught:
+            rerun_in(shell, notebook, f"1 --server {comfy.url()} --no-cache")
+        message = str(caught.value)
+        assert "was not made in this kernel" in message and "--yes" in message and "\n" not in message
+        assert all(name in message for name in ("CheckpointLoaderSimple", "KSampler", "SaveImage"))
+        assert not [r for r in comfy.requests if r["path"].endswith("/prompt")]  # nothing was sent before the user said yes
+        rerun_in(shell, notebook, f"1 --server {comfy.url()} --no-cache --yes")
+        [sent] = [r["json"]["prompt"] for r in comfy.requests if r["path"].endswith("/prompt") and r.get("json")]
+        assert {k: v["class_type"] for k, v in sent.items()} == {k: v["class_type"] for k, v in graph.items()}
+        record = ipyimagine.default_session().history[-1].record()
+        assert json.loads(record["params"]["workflow"]) == graph and record["request"]["workflow"].lstrip().startswith("{")
+        from ipyimagine.notebook import history
+
+        made = ipyimagine.default_session().history[-1].id
+        rows, _ = history(ipyimagine.default_session(), path=__import__("pathlib").Path(notebook))
+        [number] = [row.number for row in rows if row.record["id"] == made]
+        rerun_in(shell, notebook, f"{number} --server {comfy.url()} --no-cache")  # this kernel's own entry: no question asked
+        assert len([r for r in comfy.requests if r["path"].endswith("/prompt") and r.get("json")]) == 2
+    finally:
+        comfy.stop()

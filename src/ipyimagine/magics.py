@@ -10,6 +10,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from .errors import ImagineError, raise_errors
+from .files import read_text
 from .interpolate import interpolate
 from .params import UsageParser, add_arguments, given_options, help_table, refuse_unsupported, split_line
 from .progress import NotebookProgress, TextProgress
@@ -34,10 +35,13 @@ def cell_parser() -> UsageParser:
     return parser
 
 
-def _line_options(prog: str, positional: str, help_text: str, arguments: str):
-    """A line command's one positional argument and the table's options, parsed as a shell would."""
+def _line_options(prog: str, positional: str, help_text: str, arguments: str, confirm: bool = False):
+    """A line command's one positional argument and the table's options, parsed as a shell would (`confirm`: and
+    --yes, which is not an option of the table, so it is taken out of the options)."""
     parser = UsageParser(prog=prog, add_help=False, error_class=UsageError)
     parser.add_argument(positional, help=help_text)
+    if confirm:
+        parser.add_argument("--yes", action="store_true", help="send a workflow graph from an entry this kernel did not make")
     add_arguments(parser)
     with _one_line():
         args = parser.parse_args(split_line(arguments))
@@ -131,10 +135,8 @@ class ImagineMagics(Magics):
         args, given = _line_options("%imagine batch", "file", "a text file with one idea a line", arguments)
         with _one_line():
             refuse_unsupported("magic", given, "in a notebook cell (it is an option of the ipyimagine command)")
-            try:
-                ideas = [line.strip() for line in Path(args.file).expanduser().read_text(encoding="utf-8").splitlines() if line.strip()]
-            except OSError as error:
-                raise UsageError(f"%imagine batch: cannot read {args.file!r} ({error.strerror}).") from None
+            text = read_text(args.file, f"%imagine batch: {args.file!r}")
+            ideas = [line.strip() for line in text.splitlines() if line.strip()]
             if not ideas:
                 raise UsageError(f"%imagine batch: {args.file!r} holds no ideas (one idea a line).")
             requests = [Request.from_options(idea, **given) for idea in ideas]
@@ -179,7 +181,7 @@ class ImagineMagics(Magics):
         from .pngmeta import read_record
 
         args, changes = _line_options("%imagine rerun", "entry", "an entry number from %imagine history, or a PNG file "
-                                      "ipyimagine wrote", arguments)
+                                      "ipyimagine wrote", arguments, confirm=True)
         if args.entry.isdigit():
             rows, _ = history(self.session, self.shell)
             entries = {row.number: row.record for row in rows}
@@ -192,7 +194,8 @@ class ImagineMagics(Magics):
             if record is None:
                 raise UsageError(f"{args.entry!r} carries no ipyimagine recipe (it was not written by ipyimagine).")
         return self._show(lambda progress: self.session.rerun(record, on_step=progress.step, on_notice=progress.notice,
-                                                               on_preview=getattr(progress, "preview", None), **changes))
+                                                               on_preview=getattr(progress, "preview", None), yes=args.yes,
+                                                               **changes))
 
     def _show(self, make, out: str | None = None, interrupted: str = "nothing was kept"):
         """Run `make(progress)` with progress (and previews), then show each picture with its caption (%%imagine,

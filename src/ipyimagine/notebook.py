@@ -114,11 +114,16 @@ def _entries_of(metadata: dict, data: dict) -> list[tuple[object, str | None]]:
 
 def read_notebook(path: Path) -> tuple[list[tuple[dict, str | None]], list[str]]:
     """(record, thumbnail) for every ipyimagine output saved in a notebook, and notes on what was skipped."""
+    from .errors import RequestError
+    from .files import read_text, regular_file
+
     try:
-        if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+        if regular_file(path, path.name, 2**62).stat().st_size > MAX_NOTEBOOK_BYTES:
             return [], [f"{path.name} is larger than {MAX_NOTEBOOK_BYTES // 2**20} MB; its history was not read."]
-        notebook = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
+        notebook = json.loads(read_text(path, path.name, MAX_NOTEBOOK_BYTES))  # a regular file only: never a pipe or device
+    except RequestError as error:
+        return [], [f"{error}".rstrip(".") + "; only this kernel's entries are listed."]
+    except ValueError as error:
         return [], [f"could not read {path.name} ({type(error).__name__}); only this kernel's entries are listed."]
     found, skipped = [], []
     cells = notebook.get("cells") if isinstance(notebook, dict) else None

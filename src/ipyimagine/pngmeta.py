@@ -131,15 +131,22 @@ def write_file(path: Path, data: bytes) -> Path:
     return path
 
 
+MAX_PNG_BYTES = 256 * 2**20
+
+
 def read_record(path) -> dict | None:
     """The ipyimagine entry stored in a PNG, or None if it carries none. A PNG that cannot be read, or whose entry
     is not one ipyimagine wrote, is a RequestError in one sentence (Pillow's size limits stay on)."""
     from PIL import Image
 
     from .errors import RequestError
+    from .files import regular_file
     from .notebook import record_problem
 
     name = Path(str(path)).name
+    if not Path(str(path)).expanduser().exists():
+        raise RequestError(f"There is no file {str(path)!r}; give an entry number from %imagine history or a PNG path.")
+    path = regular_file(path, repr(str(path)), MAX_PNG_BYTES)  # never a device or a pipe, never an endless read
     try:
         with Image.open(path) as image:
             text = image.info.get("ipyimagine")

@@ -109,6 +109,11 @@ def public_request(request) -> dict:
     data["base_url"] = public_url(data.get("base_url"))
     data["expander_server"] = public_url(data.get("expander_server"))
     data["server"] = [public_url(s) for s in data["server"]] if data.get("server") else None
+    workflow = data.get("workflow")
+    if isinstance(workflow, str) and not workflow.lstrip().startswith("{"):
+        from pathlib import PurePath
+
+        data["workflow"] = PurePath(workflow).name  # the file's name; the graph itself is in params.workflow, never a path
     data["sweep"] = list(data["sweep"]) if data.get("sweep") else None
     return data
 

@@ -7,6 +7,7 @@ model), the expansions already written (an LLM call is paid once), and this kern
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -243,11 +244,15 @@ class Session:
         return [self.imagine(r, on_step=_cell_progress(on_step, i, len(requests)), cancelled=cancelled,
                              on_notice=on_notice if i == 0 else None) for i, r in enumerate(requests)]
 
-    def rerun(self, record: dict, on_step=None, cancelled=None, on_notice=None, on_preview=None, **changes) -> Generation:
+    def rerun(self, record: dict, on_step=None, cancelled=None, on_notice=None, on_preview=None, yes: bool = False,
+              **changes) -> Generation:
         """Make a history entry again: its rendered prompt as it was (no new expansion), its settings and seed.
-        The idea stays the entry's idea. Keyword `changes` (seed=9, steps=30, ...) remix it."""
+        The idea stays the entry's idea. Keyword `changes` (seed=9, steps=30, ...) remix it. A workflow graph from an
+        entry this kernel did not make is sent only with `yes=True` (--yes) or Imagine.trust_notebook_workflows."""
         refuse_unsupported("rerun", changes, "with rerun: it renders the entry's own prompt again")
         values = from_record(record)
+        if values.get("workflow") is not None and not changes.get("workflow"):
+            values["workflow"] = self._recorded_workflow(record, values["workflow"], yes)
         values.update(style=None, expand=False)  # the recorded prompt already holds the expansion and the style
         params = record.get("params") or {}
         if params.get("base_url") and not changes.get("base_url"):
@@ -261,6 +266,25 @@ class Session:
         values.update({k: v for k, v in changes.items() if v is not None})
         return self.imagine(Request.from_options(record.get("idea") or values["prompt"], **values),
                             on_step=on_step, cancelled=cancelled, on_notice=on_notice, on_preview=on_preview)
+
+    def _recorded_workflow(self, record: dict, workflow, yes: bool) -> str:
+        """An entry's workflow as a graph to send again: records hold JSON graphs, never paths; and a graph from an
+        entry this kernel did not make (a notebook or PNG from elsewhere) is shown, by its node classes, and sent only
+        when the user says yes."""
+        from .renderers.comfyui import load_workflow, node_classes
+
+        if not isinstance(workflow, dict) and not (isinstance(workflow, str) and workflow.lstrip().startswith("{")):
+            raise RequestError("This entry's workflow is not a graph (entries hold the graph they sent, never a file path); "
+                               "give --workflow FILE to choose the workflow.")
+        graph = load_workflow(workflow)
+        text = json.dumps(graph, sort_keys=True)
+        own = any(g.id == record.get("id") and json.loads(g.params.get("workflow") or "null") == graph for g in self.history)
+        if not own and not yes and not getattr(self.config, "trust_notebook_workflows", False):
+            classes = node_classes(graph)
+            raise RequestError(f"This entry's workflow was not made in this kernel and would send a graph of {len(graph)} nodes "
+                               f"({', '.join(c[:60] for c in classes[:20])}{', ...' if len(classes) > 20 else ''}) to the server; check it, "
+                               "then rerun with --yes to send it.")
+        return text
 
     def cache(self) -> Cache:
         return Cache(max_bytes=self.config.cache_size_mb * 2**20)

@@ -19,9 +19,9 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path
 
 from ..errors import BackendError, Cancelled, MissingDependency, RequestError
+from ..files import read_text
 from ..redact import redact
 from . import Rendered, RenderJob, unused
 from .servers import explain_http, first_server, host_of, one_sentence_detail, split_server
@@ -45,23 +45,30 @@ BUILT_IN = {  # the default graph of a fresh ComfyUI, in API format
 }
 
 
-def load_workflow(source: str | None) -> dict:
-    """The graph: the built-in one, a file exported in API format, or a graph given as JSON text (a rerun's)."""
+def load_workflow(source) -> dict:
+    """The graph: the built-in one, a file exported in API format (a regular file of at most 16 MB), or a graph given
+    as JSON text or a mapping (a record's: records hold graphs, never paths)."""
     if not source:
         return copy.deepcopy(BUILT_IN)
-    text = source if source.lstrip().startswith("{") else None
-    if text is None:
+    name = "The workflow" if not isinstance(source, str) or source.lstrip().startswith("{") else f"--workflow {source!r}"
+    if isinstance(source, dict):
+        graph = copy.deepcopy(source)
+    else:
+        text = source if source.lstrip().startswith("{") else read_text(source, f"--workflow {source!r}")
         try:
-            text = Path(source).expanduser().read_text(encoding="utf-8")
-        except OSError as error:
-            raise RequestError(f"--workflow {source!r}: cannot read it ({error.strerror}).") from None
-    try:
-        graph = json.loads(text)
-    except ValueError:
-        raise RequestError(f"--workflow {source!r} is not JSON; export it from ComfyUI with 'Save (API format)'.") from None
-    if not isinstance(graph, dict) or not all(isinstance(n, dict) and "class_type" in n for n in graph.values()):
-        raise RequestError(f"--workflow {source!r} is not an API-format workflow (nodes with class_type); use 'Save (API format)'.")
+            graph = json.loads(text)
+        except ValueError:
+            raise RequestError(f"{name} is not JSON; export it from ComfyUI with 'Save (API format)'.") from None
+    if (not isinstance(graph, dict) or not graph
+            or not all(isinstance(n, dict) and isinstance(n.get("class_type"), str) and isinstance(n.get("inputs"), dict)
+                       for n in graph.values())):
+        raise RequestError(f"{name} is not an API-format workflow (nodes with class_type); use 'Save (API format)'.")
     return graph
+
+
+def node_classes(graph: dict) -> list[str]:
+    """The node classes a graph would run, each once (what a user checks before sending a graph they did not write)."""
+    return sorted({str(node.get("class_type")) for node in graph.values()})
 
 
 def fill(graph: dict, job: RenderJob, seed: int) -> dict:
@@ -128,6 +135,8 @@ class ComfyUIRenderer:
     def resolve(self, job: RenderJob) -> RenderJob:
         job = unused(job, self.name, "quality", "true_cfg", "lora", "base_url")
         graph = load_workflow(job.workflow)
+        if job.workflow:  # the graph itself, read once: the cache key, the render and the record hold it, never a path
+            job = replace(job, workflow=json.dumps(graph, sort_keys=True))
         sampler = next((n["inputs"] for n in graph.values() if n.get("class_type") in SAMPLERS), {})
         latent = next((n["inputs"] for n in graph.values() if n.get("class_type") in LATENTS), {})
         return replace(job, steps=job.steps or sampler.get("steps") or 20,
