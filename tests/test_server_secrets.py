@@ -7,7 +7,9 @@ import base64
 import json
 import os
 import threading
+import time
 
+import httpx
 import nbformat
 import pytest
 from IPython.core.error import UsageError
@@ -242,3 +244,70 @@ def test_a_graph_from_a_notebook_this_kernel_did_not_write_is_shown_and_sent_onl
         assert len([r for r in comfy.requests if r["path"].endswith("/prompt") and r.get("json")]) == 2
     finally:
         comfy.stop()
+
+
+# ---------------------------------------------------------------------------------------------- 8. Cancel on a shared ComfyUI
+def other_clients_prompt(comfy, steps: int) -> str:
+    from ipyimagine.renderers.comfyui import BUILT_IN
+
+    graph = json.loads(json.dumps(BUILT_IN))
+    graph["3"]["inputs"].update(steps=steps, seed=99)
+    graph["6"]["inputs"]["text"] = "another user's picture"
+    reply = httpx.post(f"{comfy.url()}/prompt", json={"prompt": graph, "client_id": "someone-else"})
+    return reply.json()["prompt_id"]
+
+
+def our_prompts(comfy) -> list[dict]:
+    return [r for r in comfy.requests if r["path"].endswith("/prompt") and r["method"] == "POST"
+            and (r.get("json") or {}).get("client_id") != "someone-else"]
+
+
+@pytest.fixture
+def comfy_panel():
+    pytest.importorskip("ipywidgets")
+    comfy = FakeComfyUI(step_seconds=0.02, cache=False, previews=False)
+    session = ipyimagine.Session(ipyimagine.Imagine(cache=False, log=False))
+    panel = ipyimagine.panel("", session=session, backend="comfyui", server=[comfy.url()], seed=1, steps=100, size="64x64",
+                             expand=False)
+    panel.controls["auto"].value = False
+    panel.controls["idea"].value = "a red circle"
+    yield comfy, panel
+    panel.cancel()
+    panel.wait(30)
+    comfy.stop()
+
+
+def wait_for(condition, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_the_panels_cancel_takes_our_queued_prompt_off_a_shared_comfyui_and_leaves_the_other_users_render(comfy_panel):
+    comfy, panel = comfy_panel
+    theirs = other_clients_prompt(comfy, steps=60)
+    assert wait_for(lambda: comfy.queue_snapshot()["queue_running"])
+    panel.generate_button.click()
+    assert wait_for(lambda: our_prompts(comfy))  # ours is queued behind theirs
+    panel.cancel_button.click()
+    assert panel.wait(30) and "cancelled" in panel.status.value
+    assert comfy.wait_idle(30)
+    history = comfy.history
+    assert history[theirs]["status"]["status_str"] == "success"  # the other user's render was not touched
+    assert len(history) == 1  # ours never ran: it was taken off the queue
+    assert not [r for r in comfy.requests if r["path"].endswith("/interrupt")]
+
+
+def test_the_panels_cancel_interrupts_our_running_prompt_by_its_id(comfy_panel):
+    comfy, panel = comfy_panel
+    panel.generate_button.click()
+    assert wait_for(lambda: comfy.queue_snapshot()["queue_running"])
+    ours = comfy.queue_snapshot()["queue_running"][0][1]
+    panel.cancel_button.click()
+    assert panel.wait(30) and comfy.wait_idle(30)
+    interrupts = [r for r in comfy.requests if r["path"].endswith("/interrupt")]
+    assert interrupts and all(r["json"] == {"prompt_id": ours} for r in interrupts)
+    assert comfy.history[ours]["status"]["status_str"] == "error"  # interrupted

@@ -185,9 +185,8 @@ class ComfyUIRenderer:
         total = job.steps * len(job.seeds)
         while True:
             if cancelled is not None and cancelled():
-                http.post("/interrupt")
-                http.post("/queue", json={"delete": [prompt_id]})
-                raise Cancelled(f"Cancelled on {host_of(server)}; the prompt was interrupted and taken off the queue.")
+                how = _stop(http, prompt_id)
+                raise Cancelled(f"Cancelled on {host_of(server)}; {how}.")
             try:
                 message = socket.recv(timeout=0.25)
             except TimeoutError:
@@ -227,6 +226,22 @@ def _checkpoint(graph) -> str | None:
     if not graph:
         return None
     return next((n["inputs"].get("ckpt_name") for n in graph.values() if n.get("class_type") == "CheckpointLoaderSimple"), None)
+
+
+def _stop(http, prompt_id) -> str:
+    """Stop our own prompt on a server others may share: take it off the queue (it cannot start after that), and
+    interrupt it by its id only when it is the one running; never a bare /interrupt, which stops whatever runs.
+    Says what was done."""
+    try:
+        http.post("/queue", json={"delete": [prompt_id]})
+        queue = http.get("/queue").json()
+        running = [item[1] for item in queue.get("queue_running", []) if isinstance(item, list) and len(item) > 1]
+        if prompt_id in running:
+            http.post("/interrupt", json={"prompt_id": prompt_id})
+            return "the prompt was interrupted"
+    except Exception:  # noqa: BLE001 - stopping is a courtesy to the server: the cell stops either way
+        return "the server could not be told to stop"
+    return "the prompt was taken off the queue"
 
 
 def _node_errors(reply) -> str:
