@@ -122,15 +122,16 @@ def read_family(folder: Path, pipeline_class, recommended: dict | None = None, l
     if (folder / "movq").is_dir():
         multiple = scale * 8  # Kandinsky's MoVQ: latents are rounded up to whole 8x8 blocks
     elif transformer:
-        multiple = max(16, scale * int(transformer.get("patch_size") or 1))  # packed 2x2 latents (FLUX) or patches
+        multiple = max(16, scale * _spatial_patch(transformer.get("patch_size")))  # packed 2x2 latents (FLUX) or patches
     else:
         multiple = scale
 
     # Guidance: embedded in a distilled model, not used at all, or classifier-free.
     signature_guidance = defaults.get("guidance_scale", inspect.Parameter.empty)
+    distilled = index.get("is_distilled") is True or transformer.get("is_distilled") is True  # FLUX.2 klein's distilled folders
     if unet.get("time_cond_proj_dim") is not None or transformer.get("guidance_embeds") is True:
         kind = "distilled"
-    elif transformer.get("is_distilled") is True or "guidance_scale" not in defaults and "guidance_scale" not in _params(pipeline_class):
+    elif distilled or "guidance_scale" not in defaults and "guidance_scale" not in _params(pipeline_class):
         kind = "none"
     elif signature_guidance is None or ("true_cfg_scale" in defaults and transformer.get("guidance_embeds") is False):
         kind = "none"  # Qwen-Image, FLUX.1-schnell: guidance_scale is read only by guidance-distilled variants
@@ -138,7 +139,7 @@ def read_family(folder: Path, pipeline_class, recommended: dict | None = None, l
         kind = "cfg"
 
     named = " ".join(str(v) for v in (label or "", folder.name, index.get("_name_or_path", "")))
-    few_step = few_step_name(named) or (kind == "none" and name.startswith("Flux")) or unet.get("time_cond_proj_dim") is not None
+    few_step = few_step_name(named) or distilled or (kind == "none" and name.startswith("Flux")) or unet.get("time_cond_proj_dim") is not None
     own_steps = int(_number(defaults.get("num_inference_steps")) or DEFAULT_STEPS)
     steps = _number(recommended.get("steps")) or (FEW_STEPS if few_step else min(own_steps, DEFAULT_STEPS))
     if kind == "none":
@@ -161,6 +162,14 @@ def read_family(folder: Path, pipeline_class, recommended: dict | None = None, l
         transformer=bool(transformer), fp16_variant=any(folder.glob("*/*.fp16.safetensors")), absent=absent,
         problems=tuple(problems_of(folder, index)),
     )
+
+
+def _spatial_patch(value) -> int:
+    """A transformer's spatial patch: a number, or the last of a (time, height, width) list as in Wan-style configs."""
+    if isinstance(value, (list, tuple)) and value:
+        value = value[-1]
+    number = _number(value)
+    return int(number) if number and number >= 1 else 1
 
 
 def _params(pipeline_class) -> set[str]:

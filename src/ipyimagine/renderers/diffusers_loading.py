@@ -143,12 +143,47 @@ def apply_memory_mode(pipe, config, device: str) -> str:
     return placed
 
 
+# Libraries some families need that diffusers and transformers do not install: which component classes need them.
+OPTIONAL_LIBRARIES = {
+    "sentencepiece": ("T5Tokenizer", "MT5Tokenizer", "LlamaTokenizer", "ChatGLMTokenizer", "GemmaTokenizer", "XLMRobertaTokenizer",
+                      "CamembertTokenizer", "BertGenerationTokenizer"),
+    "torchvision": ("OmniGenPipeline", "VisualClozePipeline", "VisualClozeGenerationPipeline"),
+}
+
+
+def missing_libraries(folder: Path | None) -> list[str]:
+    """The optional libraries a model folder's classes need that are not installed here (read from model_index.json)."""
+    if folder is None:
+        return []
+    from .diffusers_families import read_json
+
+    index = read_json(Path(folder) / "model_index.json")
+    classes = {index.get("_class_name")} | {spec[1] for spec in index.values() if isinstance(spec, list) and len(spec) == 2}
+    return [library for library, users in OPTIONAL_LIBRARIES.items()
+            if classes & set(users) and importlib.util.find_spec(library) is None]
+
+
+def refuse_missing_libraries(folder: Path | None) -> None:
+    missing = missing_libraries(folder)
+    if missing:
+        raise MissingDependency(f"This model needs {' and '.join(missing)}, which is not installed here: pip install {' '.join(missing)}.")
+
+
 def load_folder(folder: str, family, options: dict, diffusers):
-    """from_pretrained on a local folder (or a hub id with local_files_only), leaving out null components."""
+    """from_pretrained on a local folder (or a hub id with local_files_only), leaving out null components. A library
+    the model needs and this environment lacks is named in one sentence, before or after the attempt (a missing one
+    surfaces inside transformers as a NameError or an AttributeError on None)."""
+    local = Path(folder).expanduser()
+    refuse_missing_libraries(local if local.is_dir() else None)
     more = {name: None for name in (family.absent if family else ())}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")  # diffusers passes a retired argument
-        return diffusers.DiffusionPipeline.from_pretrained(folder, **options, **more)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")  # diffusers passes a retired argument
+            return diffusers.DiffusionPipeline.from_pretrained(folder, **options, **more)
+    except (NameError, AttributeError, ImportError) as error:
+        absent = [name for name in OPTIONAL_LIBRARIES if importlib.util.find_spec(name) is None]
+        hint = f"; it may need {' or '.join(absent)} (pip install {absent[0]})" if absent else ""
+        raise ModelNotFound(f"The model {Path(folder).name!r} could not be loaded ({type(error).__name__}: {first_line(error)}){hint}.") from None
 
 
 def load_single_file(path: Path, config, options: dict, diffusers):

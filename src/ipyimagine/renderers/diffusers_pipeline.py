@@ -33,6 +33,7 @@ from .diffusers_loading import (
     load_folder,
     load_single_file,
     quantization_config,
+    refuse_missing_libraries,
 )
 from .diffusers_previews import preview_decoder
 
@@ -290,6 +291,7 @@ class DiffusersRenderer:
             folder = Path(model).expanduser()
             if not (folder / "model_index.json").exists():
                 raise ModelNotFound(f"No diffusers model folder at {model!r} (it needs a model_index.json); check the path.")
+            refuse_missing_libraries(folder)
             if family is not None and family.problems:
                 raise ModelNotFound(f"The folder {model!r} cannot load: {'; '.join(family.problems)}.")
             try:
@@ -350,10 +352,11 @@ class DiffusersRenderer:
         per_image = {"total": job.steps + (prior_steps or 0)}
         images = []
         preview = self._previewer(pipe, job, on_preview, images)
-        own_scheduler = pipe.scheduler
+        denoiser = _denoising_pipe(pipe)
+        own_scheduler = denoiser.scheduler
         if job.sampler:  # the model's own scheduler comes back after the render: the next cell gets the plain model
-            pipe.scheduler = getattr(_import_schedulers(), scheduler_for(job.sampler, None, type(pipe).__name__, pipe)).from_config(
-                own_scheduler.config)
+            chosen = getattr(_import_schedulers(), scheduler_for(job.sampler, None, type(pipe).__name__, denoiser))
+            denoiser.scheduler = chosen.from_config(_config_for(chosen, own_scheduler.config))
         adapters = self._apply_loras(pipe, job.lora)
         try:
             for index, seed in enumerate(job.seeds):
@@ -380,7 +383,7 @@ class DiffusersRenderer:
         finally:
             if adapters:
                 pipe.unload_lora_weights()  # the next cell gets the plain model
-            scheduler_used, pipe.scheduler = pipe.scheduler, own_scheduler
+            scheduler_used, denoiser.scheduler = denoiser.scheduler, own_scheduler
 
         notes += self._truncation_notes(pipe, job, family)
         folder = _model_folder(None if job.model in (None, BUNDLED_NAME) else job.model)
@@ -434,8 +437,11 @@ class DiffusersRenderer:
             arguments["guidance_scale"] = job.guidance
         if "true_cfg_scale" in accepted:
             arguments["true_cfg_scale"] = job.true_cfg or 1.0  # 1.0: off, whatever the pipeline's own default
-        if job.negative_prompt:
-            arguments["negative_prompt"] = job.negative_prompt
+        if job.negative_prompt or (job.true_cfg and "true_cfg_scale" in accepted):
+            # FLUX and Qwen-Image turn true CFG on only when a negative prompt is given: "" is one (the empty prompt)
+            arguments["negative_prompt"] = job.negative_prompt or ""
+        if "intermediate_timesteps" in accepted and job.steps != 2:
+            arguments["intermediate_timesteps"] = None  # Sana-Sprint: its default midpoint only fits 2 steps
         if job.width and job.height:  # else the pipeline's own default (None would override a numeric one)
             arguments.update(width=job.width, height=job.height)
         return arguments
@@ -509,6 +515,20 @@ class DiffusersRenderer:
         if not (set(words) & set(vocab.get("colours", [])) and set(words) & set(vocab.get("shapes", []))):
             return [f"The bundled model only knows simple coloured shapes (e.g. 'a red circle on the left on a blue background'); {elsewhere}."]
         return []
+
+
+def _denoising_pipe(pipe):
+    """The pipeline whose scheduler draws the picture: a combined pipeline's decoder (Kandinsky 2.2 renders with its
+    inner decoder's scheduler, not the combined one's), else the pipeline itself."""
+    inner = getattr(pipe, "decoder_pipe", None)
+    return inner if inner is not None and hasattr(inner, "scheduler") else pipe
+
+
+def _config_for(scheduler_class, config) -> dict:
+    """A scheduler's config for another scheduler class, without the keys that class does not take: a learned-variance
+    key (Kandinsky's DDPM `variance_type`) kept by an Euler scheduler makes its pipeline pass twice the channels."""
+    taken = set(inspect.signature(scheduler_class.__init__).parameters)
+    return {k: v for k, v in dict(config).items() if k in taken or k.startswith("_")}
 
 
 def _import_schedulers():

@@ -1,0 +1,96 @@
+"""Model families users run in December 2026, as the user meets them: settings that reach the pipeline (or say why
+not), folders read without tracebacks, and a missing library named in one sentence."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from families import build_family
+
+import ipyimagine
+from ipyimagine import Imagine, Request, Session
+from ipyimagine.renderers.diffusers_families import read_family
+
+pytest.importorskip("diffusers")
+
+
+@pytest.fixture(scope="module")
+def session():
+    return Session(Imagine(cache=False, log=False))
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("families-world")
+    return {name: str(build_family(name, root)) for name in ("flux-schnell", "kandinsky22")}
+
+
+def config_folder(tmp_path: Path, index: dict, transformer: dict) -> Path:
+    """A model folder's configs only (no weights): what the family reader sees before any download finishes."""
+    (tmp_path / "transformer").mkdir(parents=True)
+    (tmp_path / "model_index.json").write_text(json.dumps(index))
+    (tmp_path / "transformer" / "config.json").write_text(json.dumps(transformer))
+    return tmp_path
+
+
+def test_a_wan_style_config_with_a_list_patch_size_is_read(tmp_path):
+    folder = config_folder(tmp_path, {"_class_name": "WanPipeline", "transformer": ["diffusers", "WanTransformer3DModel"]},
+                           {"patch_size": [1, 2, 2], "in_channels": 16})
+    family = read_family(folder, None)
+    assert family.multiple == 16 and family.pipeline == "WanPipeline"
+
+
+def test_a_distilled_flux2_klein_folder_gets_few_steps_and_no_guidance(tmp_path):
+    folder = config_folder(tmp_path, {"_class_name": "Flux2KleinPipeline", "is_distilled": True,
+                                      "transformer": ["diffusers", "Flux2Transformer2DModel"]}, {"patch_size": 1})
+    family = read_family(folder, None)
+    assert (family.guidance_kind, family.steps, family.guidance) == ("none", 4, None)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None, reason="torchvision is installed here")
+def test_a_model_that_needs_a_missing_library_says_which_in_one_sentence(tmp_path, shell):
+    from IPython.core.error import UsageError
+
+    folder = config_folder(tmp_path / "omnigen", {"_class_name": "OmniGenPipeline", "transformer": ["diffusers", "OmniGenTransformer2DModel"]},
+                           {"patch_size": 2})
+    with pytest.raises(UsageError) as caught:
+        shell.run_cell_magic("imagine", f"--model {folder} --no-expand --steps 2", "a red circle")
+    assert str(caught.value) == "This model needs torchvision, which is not installed here: pip install torchvision."
+
+
+def test_true_cfg_without_a_negative_prompt_reaches_the_pipeline(folders, session, monkeypatch):
+    """FLUX turns true CFG on only when a negative prompt is passed: --true-cfg alone must still change the picture."""
+    import functools
+
+    from diffusers import FluxPipeline
+
+    calls = []
+    original = FluxPipeline.__call__
+
+    @functools.wraps(original)  # the renderer reads the call's signature: the spy keeps it
+    def spy(self, *args, **kwargs):
+        calls.append(kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FluxPipeline, "__call__", spy)
+    model = folders["flux-schnell"]
+    plain = session.imagine(Request("a red circle", model=model, steps=2, seed=3, expand=False, width=64, height=64))
+    true_cfg = session.imagine(Request("a red circle", model=model, steps=2, seed=3, expand=False, width=64, height=64, true_cfg=4.0))
+    assert calls[-1]["true_cfg_scale"] == 4.0 and calls[-1]["negative_prompt"] == ""
+    assert true_cfg.params["true_cfg"] == 4.0 and "true_cfg" not in plain.params
+    assert not np.array_equal(np.asarray(plain.image), np.asarray(true_cfg.image))  # recorded as on, and it was on
+
+
+def test_a_sampler_on_kandinsky_22_is_the_one_its_decoder_renders_with(folders, session):
+    model = folders["kandinsky22"]
+    ddim = session.imagine(Request("a red circle", model=model, steps=2, seed=1, expand=False, sampler="DDIM"))
+    euler = session.imagine(Request("a red circle", model=model, steps=2, seed=1, expand=False, sampler="Euler"))
+    assert (ddim.params["scheduler"], euler.params["scheduler"]) == ("DDIMScheduler", "EulerDiscreteScheduler")
+    assert not np.array_equal(np.asarray(ddim.image), np.asarray(euler.image))
+    pipe, _ = session.renderer("diffusers")._loaded(model)
+    assert type(pipe.decoder_pipe.scheduler).__name__ == "DDPMScheduler"  # the next cell gets the model's own
+    assert ipyimagine  # the package under test
