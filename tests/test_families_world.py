@@ -94,3 +94,35 @@ def test_a_sampler_on_kandinsky_22_is_the_one_its_decoder_renders_with(folders, 
     pipe, _ = session.renderer("diffusers")._loaded(model)
     assert type(pipe.decoder_pipe.scheduler).__name__ == "DDPMScheduler"  # the next cell gets the model's own
     assert ipyimagine  # the package under test
+
+
+def test_previews_are_chosen_by_the_vaes_latent_space_not_the_pipeline_name(folders, session):
+    """Chroma, Z-Image, Lumina 2, HiDream and Bria use FLUX's VAE: its numbers, not the class name, pick the decoder."""
+    from ipyimagine.renderers.diffusers_previews import latent_space
+
+    pipe, _ = session.renderer("diffusers")._loaded(folders["flux-schnell"])
+    vae = pipe.vae
+    saved = dict(vae.config)
+    try:
+        vae.register_to_config(latent_channels=16, scaling_factor=0.3611, shift_factor=0.1159)
+        assert latent_space(type("ZImagePipeline", (), {"vae": vae})()) == "flux"
+        vae.register_to_config(scaling_factor=1.5305, shift_factor=0.0609)
+        assert latent_space(type("SomeNewPipeline", (), {"vae": vae})()) == "sd3"
+        vae.register_to_config(scaling_factor=1.0, shift_factor=None)
+        assert latent_space(type("CogView4Pipeline", (), {"vae": vae})()) is None
+    finally:
+        vae.register_to_config(latent_channels=saved["latent_channels"], scaling_factor=saved["scaling_factor"],
+                               shift_factor=saved.get("shift_factor"))
+
+
+def test_a_model_without_a_preview_decoder_says_so_once(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sana")
+    model = str(build_family("sana", root))
+    session = Session(Imagine(cache=False, log=False))
+    frames = []
+    first = session.imagine(Request("a red circle", model=model, steps=2, seed=1, expand=False, preview=1),
+                            on_preview=lambda *a: frames.append(a))
+    second = session.imagine(Request("a red circle", model=model, steps=2, seed=2, expand=False, preview=1),
+                             on_preview=lambda *a: frames.append(a))
+    said = [n for n in first.notes if n.startswith("No previews for SanaPipeline")]
+    assert frames == [] and len(said) == 1 and not any(n.startswith("No previews") for n in second.notes)

@@ -112,6 +112,7 @@ class DiffusersRenderer:
         self.config = config
         self._pipelines: dict[str, tuple] = {}  # model -> (loaded pipeline, Placement), reused across cells
         self._decoders: dict[int, object] = {}  # pipeline -> its preview decoder (or None)
+        self._no_preview_said: set[int] = set()  # pipelines whose lack of previews the user was told of
         self._families: dict[str | None, Family] = {}  # model -> its family, read from its files
 
     # -------------------------------------------------------------- what it is
@@ -351,7 +352,7 @@ class DiffusersRenderer:
         notes: list[str] = []
         per_image = {"total": job.steps + (prior_steps or 0)}
         images = []
-        preview = self._previewer(pipe, job, on_preview, images)
+        preview = self._previewer(pipe, job, on_preview, images, notes)
         denoiser = _denoising_pipe(pipe)
         own_scheduler = denoiser.scheduler
         if job.sampler:  # the model's own scheduler comes back after the render: the next cell gets the plain model
@@ -404,8 +405,9 @@ class DiffusersRenderer:
         return Rendered(images=images, model=job.model if job.model not in (None, BUNDLED_NAME) else BUNDLED_NAME,
                         params=params, notes=notes, load_seconds=load_seconds)
 
-    def _previewer(self, pipe, job: RenderJob, on_preview, images: list):
-        """A function of (latents, done, total) that shows a preview every `job.preview` steps, or None."""
+    def _previewer(self, pipe, job: RenderJob, on_preview, images: list, notes: list):
+        """A function of (latents, done, total) that shows a preview every `job.preview` steps, or None (with a note,
+        once per model, where no decoder fits)."""
         every = DEFAULT_PREVIEW_EVERY if job.preview is None else job.preview
         if on_preview is None or every <= 0:
             return None
@@ -413,18 +415,30 @@ class DiffusersRenderer:
         if key not in self._decoders:
             self._decoders[key] = preview_decoder(pipe, self.config, small_model=job.model in (None, BUNDLED_NAME))
         decoder = self._decoders[key]
-        if decoder is None:
-            return None  # no decoder known for this family: the progress bar only
+        if decoder is None:  # no decoder known for this family: the progress bar only, said once per model
+            if key not in self._no_preview_said:
+                self._no_preview_said.add(key)
+                notes.append(f"No previews for {type(pipe).__name__}: no cheap decoder fits its latent space "
+                                           "(Imagine.preview_decoder can name a tiny autoencoder for it).")
+            return None
 
         def show(latents, step: int, done: int, total: int) -> None:
             if latents is None or step % every or step >= job.steps:  # the last step's picture is the final one anyway
                 return
             from ..display import grid
 
+            if self._decoders.get(key) is None:
+                return
             try:
                 picture = decoder(latents, job.width, job.height)
+            except Exception:  # noqa: BLE001 - a decoder that does not fit these latents: no previews, said once
+                self._decoders[key] = None
+                self._no_preview_said.add(key)
+                notes.append(f"No previews for {type(pipe).__name__}: its latents do not fit the preview decoder.")
+                return
+            try:
                 on_preview(grid([*images, picture]) if images else picture, done, total)
-            except Exception:  # noqa: BLE001 - a preview that cannot be drawn or shown never stops the render
+            except Exception:  # noqa: BLE001 - a preview that cannot be shown never stops the render
                 return
 
         return show

@@ -34,22 +34,40 @@ LINEAR_FACTORS = {
 SMALL_VAE_PARAMETERS = 5_000_000  # a VAE this small decodes a preview for less than a step costs
 
 
+# The published latent spaces by their VAE's config: (latent channels, scaling_factor, shift_factor). Any pipeline whose
+# VAE has these numbers lives in that space, whatever its class: Chroma, Z-Image, Lumina 2, HiDream and Bria use
+# FLUX's VAE; AuraFlow, HunyuanDiT and PixArt-Sigma SDXL's; PixArt-alpha SD's.
+SPACES = ((4, 0.18215, None, "sd"), (4, 0.13025, None, "sdxl"), (16, 1.5305, 0.0609, "sd3"), (16, 0.3611, 0.1159, "flux"))
+
+
 def latent_space(pipe) -> str | None:
-    """Which published latent space a pipeline's latents live in (None: no linear factors known)."""
+    """Which published latent space a pipeline's latents live in (None: no linear factors known), read from its VAE's
+    channels and scaling and shift factors; a VAE with default factors (a fine-tune's, a test's) by the pipeline's kind."""
     name = type(pipe).__name__
     vae = getattr(pipe, "vae", None)
-    channels = getattr(getattr(vae, "config", None), "latent_channels", None)
+    config = getattr(vae, "config", None)
+    channels = getattr(config, "latent_channels", None)
     if type(vae).__name__ != "AutoencoderKL":
-        return None  # DC-AE, MoVQ, Qwen's video VAE: other spaces
+        return None  # DC-AE, MoVQ, Qwen's and FLUX.2's own VAEs: other spaces
+    scale, shift = getattr(config, "scaling_factor", None), getattr(config, "shift_factor", None)
+    for space_channels, space_scale, space_shift, space in SPACES:
+        if channels == space_channels and _near(scale, space_scale) and (_near(shift, space_shift) if space_shift else not shift):
+            if space == "sd" and name.startswith("StableDiffusionXL"):
+                break  # SDXL with the default factor of a test or converted config: by its kind below
+            return space
     if name.startswith("StableDiffusionXL") and channels == 4:
         return "sdxl"
     if name.startswith("StableDiffusion3") and channels == 16:
         return "sd3"
-    if name.startswith("Flux") and not name.startswith("Flux2") and channels == 16:
+    if name.startswith(("Flux", "Chroma")) and not name.startswith("Flux2") and channels == 16:
         return "flux"
     if channels == 4 and getattr(pipe, "unet", None) is not None:
         return "sd"  # SD 1.x/2.x and their LCM and turbo distillations
     return None
+
+
+def _near(value, target: float) -> bool:
+    return isinstance(value, (int, float)) and abs(value - target) < 1e-3
 
 
 @dataclass
