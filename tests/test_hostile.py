@@ -174,8 +174,6 @@ def test_a_huge_sweep_is_refused_before_it_is_built_and_every_cell_is_checked_fi
     ("threads", "-1", "Imagine.threads must be 0 (PyTorch's own choice) or more, got -1."),
     ("openai_timeout", "-5", "Imagine.openai_timeout must be a number of seconds above 0, got -5.0."),
     ("device", "'cuda'", "Imagine.device is 'cuda' but CUDA is not available here"),
-    ("steps", "0", "Imagine.steps must be from 1 to 150, got 0."),
-    ("guidance", "-1", "Imagine.guidance must be from 0.0 to 30.0, got -1.0."),
 ])
 def test_settings_are_checked_with_one_sentence_naming_them(shell, setting, value, message):
     import torch
@@ -190,6 +188,26 @@ def test_settings_are_checked_with_one_sentence_naming_them(shell, setting, valu
     finally:
         shell.run_line_magic("config", f"Imagine.{setting} = {old!r}")
     assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("steps", "0", "Imagine.steps must be from 1 to 150, got 0."),
+    ("steps", "400", "Imagine.steps must be from 1 to 150, got 400."),
+    ("guidance", "-1", "Imagine.guidance must be from 0.0 to 30.0, got -1.0."),
+])
+def test_an_option_setting_out_of_range_is_refused_when_it_is_set(shell, setting, value, message, caplog, capsys):
+    """Not at the next render: %config says it at once, in the option's own words, and the setting keeps its value
+    (also after the extension is reloaded, although IPython keeps the typed value in its configuration)."""
+    config = ipyimagine.default_session().config
+    old = getattr(config, setting)
+    shell.run_line_magic("config", f"Imagine.{setting} = {value}")
+    assert getattr(config, setting) == old
+    assert message in caplog.text
+    ipyimagine._default_session = None
+    shell.run_line_magic("reload_ext", "ipyimagine")
+    assert getattr(ipyimagine.default_session().config, setting) is None
+    assert f"ipyimagine: {message} The setting keeps None." in capsys.readouterr().err
+    del shell.config.Imagine[setting]
 
 
 def test_a_save_dir_that_is_a_file_is_named_when_used(shell, tmp_path):

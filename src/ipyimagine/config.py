@@ -27,6 +27,10 @@ def _env(name: str, fallback: str) -> str:
 class _Settings(Configurable):
     """Settings that are not the default of an option: where and how things run."""
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._constructed = True  # from now on a bad option setting is refused (see _check_option_setting)
+
     device = Unicode("auto", help="Where local models run: 'auto' (cuda, then mps, then cpu), 'cuda', 'mps' or 'cpu'.").tag(config=True)
     threads = CInt(0, help="CPU threads for local rendering; 0 leaves PyTorch's default.").tag(config=True)
     expander_model = Unicode("gpt-5.4-mini", help="Chat model of the openai expander (for Ollama, e.g. 'llama3.2').").tag(config=True)
@@ -147,7 +151,11 @@ def _default_expander(self):
 
 
 def _check_option_setting(self, proposal):
-    """`%config Imagine.steps = 400` is refused when it is set, in the option's own words, not at the next render."""
+    """`%config Imagine.steps = 400` is refused when it is set, in the option's own words, not at the next render. IPython
+    keeps the typed value in the shell's configuration, so a new `Imagine` (a `%reload_ext`) meets it again: there it is
+    replaced by the default with a message, since an exception would break loading the extension."""
+    import sys
+
     from .errors import RequestError
     from .params import BY_NAME
 
@@ -159,7 +167,11 @@ def _check_option_setting(self, proposal):
     try:
         opt.check(value, where=f"Imagine.{name}")
     except RequestError as error:
-        raise TraitError(str(error)) from None
+        if getattr(self, "_constructed", False):
+            raise TraitError(str(error)) from None  # traitlets keeps the old value; %config shows the sentence
+        kept = proposal["trait"].default_value  # a bad value kept in the shell's configuration, read at (re)load
+        print(f"ipyimagine: {error} The setting keeps {kept!r}.", file=sys.stderr)
+        return kept
     return value
 
 
