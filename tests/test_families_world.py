@@ -126,3 +126,30 @@ def test_a_model_without_a_preview_decoder_says_so_once(tmp_path_factory):
                              on_preview=lambda *a: frames.append(a))
     said = [n for n in first.notes if n.startswith("No previews for SanaPipeline")]
     assert frames == [] and len(said) == 1 and not any(n.startswith("No previews") for n in second.notes)
+
+
+def test_a_model_cards_example_sets_the_default_steps_and_guidance(tmp_path):
+    folder = config_folder(tmp_path / "z-image-turbo", {"_class_name": "ZImagePipeline", "transformer": ["diffusers", "ZImageTransformer2DModel"]},
+                           {"patch_size": 2})
+    assert read_family(folder, None).steps == 9  # the table of model cards: "turbo" alone would say 4
+    (folder / "README.md").write_text("# A model\n\n```python\nimage = pipe(prompt, num_inference_steps=12, guidance_scale=1.5).images[0]\n```\n")
+    family = read_family(folder, None)
+    assert family.steps == 12  # the card's own example wins over the table
+    hidream = config_folder(tmp_path / "HiDream-I1-Fast", {"_class_name": "HiDreamImagePipeline",
+                                                            "transformer": ["diffusers", "HiDreamImageTransformer2DModel"]}, {"patch_size": 2})
+    assert read_family(hidream, None).steps == 16
+
+
+def test_a_single_file_sdxl_checkpoint_gets_sdxls_guidance_and_a_web_ui_model_hash(tmp_path, session):
+    import hashlib
+
+    from safetensors.numpy import save_file
+
+    from ipyimagine.renderers.diffusers_loading import file_hash
+
+    path = tmp_path / "my-sdxl-finetune.safetensors"
+    save_file({"conditioner.embedders.1.model.ln_final.weight": np.zeros(2, dtype=np.float32),
+               "model.diffusion_model.out.0.weight": np.zeros(2, dtype=np.float32)}, str(path))
+    job = session.recommended(Request("a red circle", model=str(path), expand=False, backend="diffusers"))
+    assert job.guidance == 5.0
+    assert file_hash(path) == hashlib.sha256(path.read_bytes()).hexdigest()[:10]

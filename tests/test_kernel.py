@@ -86,10 +86,19 @@ def test_interrupt_stops_the_render_with_one_line_and_the_next_cell_works(kernel
 
 def test_interrupt_while_the_panel_renders_its_first_picture_stops_it_and_the_next_cell_starts_at_once(kernel):
     manager, client = kernel
+    interrupted = []
+
+    def interrupt_once_rendering(msg):
+        """The panel is shown at once; its status label says "step N of M" once the worker renders."""
+        state = msg["content"].get("data", {}).get("state", {}) if msg["msg_type"] == "comm_msg" else {}
+        if str(state.get("value", "")).startswith("step ") and not interrupted:
+            manager.interrupt_kernel()
+            interrupted.append(time.time())
+
     msg_id = client.execute("%%imagine --interactive --seed 3 --steps 150 -n 8\na red circle")
-    time.sleep(4)  # the panel's worker is rendering (the cell waits for its first picture)
-    manager.interrupt_kernel()
-    seen = messages_until_idle(client, msg_id)
+    seen = messages_until_idle(client, msg_id, interrupt_once_rendering)
+    assert interrupted, "the panel never reported a step"
+    assert any("application/vnd.jupyter.widget-view+json" in m["content"].get("data", {}) for m in seen)  # shown before it finished
     reply = client.get_shell_msg(timeout=10)["content"]
     assert reply["status"] == "error" and reply["ename"] == "UsageError"
     [printed] = [m["content"]["text"] for m in seen if m["msg_type"] == "stream"]

@@ -89,17 +89,21 @@ class ImagineMagics(Magics):
                                                      on_preview=getattr(progress, "preview", None)), out=args.out)
 
     def _panel(self, request: Request, out: str | None):
+        """The panel is shown at once, with its progress; the cell then waits for the first picture, so a saved notebook
+        shows it without a kernel. Kernel -> Interrupt at any point (the model's first load included) is one line."""
         from .widgets import Panel
 
-        with _one_line():
-            panel = Panel(self.session, request)
+        panel = None
         try:
+            with _one_line():
+                panel = Panel(self.session, request)
+            panel.display()
             panel.generate()
-            panel.wait()  # the first picture is part of the cell, so the saved notebook shows it without a kernel
+            panel.wait()
         except KeyboardInterrupt:
-            panel.close()
+            if panel is not None:
+                panel.close()
             raise UsageError("Interrupted; the panel's render was stopped. The next cell runs as usual.") from None
-        panel.display()
         if out:
             self.shell.user_ns[out] = panel
 

@@ -100,11 +100,51 @@ def few_step_name(text: str | None) -> bool:
     return bool(text) and bool(FEW_STEP_NAMES.search(str(text)))
 
 
+# What a model card recommends, for folders whose card is missing (a converted or renamed copy): by pipeline class and
+# a word of the model's name. The card itself (its README.md example) is read first; these agree with the cards.
+CARD_DEFAULTS = (
+    ("ZImagePipeline", "turbo", {"steps": 9, "guidance": 0.0}),
+    ("HiDreamImagePipeline", "fast", {"steps": 16, "guidance": 0.0}),
+    ("HiDreamImagePipeline", "dev", {"steps": 28, "guidance": 0.0}),
+    ("HiDreamImagePipeline", "full", {"steps": 50, "guidance": 5.0}),
+    ("ChromaPipeline", "", {"steps": 40, "guidance": 3.0}),
+)
+_CARD_STEPS = re.compile(r"num_inference_steps\s*=\s*(\d{1,3})\b")
+_CARD_GUIDANCE = re.compile(r"\bguidance_scale\s*=\s*(\d{1,2}(?:\.\d+)?)\b")
+CARD_MAX_BYTES = 512 * 1024
+
+
+def card_settings(folder: Path, pipeline: str, named: str) -> dict:
+    """Steps and guidance a model card recommends: the first Python example in the folder's README.md that calls the
+    pipeline with them, else the table above; {} when neither says."""
+    try:
+        path = folder / "README.md"
+        text = path.read_text(encoding="utf-8", errors="replace")[:CARD_MAX_BYTES] if path.is_file() and path.stat().st_size < 8 * CARD_MAX_BYTES else ""
+    except OSError:
+        text = ""
+    found = {}
+    for block in re.findall(r"```(?:python|py)?\s*\n(.*?)```", text, flags=re.DOTALL):
+        steps, guidance = _CARD_STEPS.search(block), _CARD_GUIDANCE.search(block)
+        if steps:
+            found["steps"] = int(steps.group(1))
+            if guidance:
+                found["guidance"] = float(guidance.group(1))
+            return found
+    lowered = named.lower()
+    for class_name, word, settings in CARD_DEFAULTS:
+        if pipeline == class_name and word in lowered:
+            return dict(settings)
+    return {}
+
+
 def read_family(folder: Path, pipeline_class, recommended: dict | None = None, label: str | None = None) -> Family:
     """The family of the model in `folder` whose pipeline class is `pipeline_class` (None if diffusers lacks it);
-    `label` is the model as the user named it (a hub id's cache folder is only a hash)."""
+    `label` is the model as the user named it (a hub id's cache folder is only a hash). Steps and guidance: the
+    folder's recommended.json, else its model card, else the family's own."""
     index = read_json(folder / "model_index.json")
-    recommended = recommended or {}
+    named_early = " ".join(str(v) for v in (label or "", folder.name, index.get("_name_or_path", "")))
+    class_name = index.get("_class_name") or (pipeline_class.__name__ if pipeline_class else "")
+    recommended = {**card_settings(folder, class_name, named_early), **(recommended or {})}
     defaults = _signature_defaults(pipeline_class)
     name = index.get("_class_name") or (pipeline_class.__name__ if pipeline_class else "DiffusionPipeline")
     unet = read_json(folder / "unet" / "config.json")

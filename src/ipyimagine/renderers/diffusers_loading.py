@@ -186,6 +186,57 @@ def load_folder(folder: str, family, options: dict, diffusers):
         raise ModelNotFound(f"The model {Path(folder).name!r} could not be loaded ({type(error).__name__}: {first_line(error)}){hint}.") from None
 
 
+# A single-file checkpoint's family, from the names of its tensors (read from the safetensors header, no weights):
+# the key prefix that only that family's files have, and the guidance its pipeline defaults to.
+SINGLE_FILE_FAMILIES = (
+    ("sdxl", ("conditioner.embedders.1.",), 5.0),
+    ("sd3", ("text_encoders.clip_g.", "model.diffusion_model.joint_blocks."), 7.0),
+    ("flux", ("double_blocks.", "model.diffusion_model.double_blocks."), None),
+    ("sd", ("cond_stage_model.",), 7.5),
+)
+HEADER_MAX_BYTES = 64 * 2**20
+
+
+def single_file_family(path: Path) -> tuple[str, float | None] | None:
+    """(family, default guidance) of a .safetensors checkpoint from its header's tensor names; None if unreadable."""
+    import json
+    import struct
+
+    try:
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if not 2 <= length <= HEADER_MAX_BYTES:
+                return None
+            names = json.loads(handle.read(length)).keys()
+    except (OSError, ValueError, struct.error, AttributeError):
+        return None
+    for family, prefixes, guidance in SINGLE_FILE_FAMILIES:
+        if any(name.startswith(prefixes) for name in names):
+            return family, guidance
+    return None
+
+
+_file_hashes: dict[tuple, str] = {}
+
+
+def file_hash(path: Path) -> str | None:
+    """The web UIs' "Model hash" of a checkpoint file: the first 10 hex digits of its SHA-256 (kept per file version)."""
+    import hashlib
+
+    try:
+        info = path.stat()
+        key = (str(path), info.st_size, info.st_mtime_ns)
+        if key not in _file_hashes:
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(2**22), b""):
+                    digest.update(block)
+            _file_hashes[key] = digest.hexdigest()[:10]
+        return _file_hashes[key]
+    except OSError:
+        return None
+
+
 def load_single_file(path: Path, config, options: dict, diffusers):
     """A single-file checkpoint (what AUTOMATIC1111 users have) through from_single_file, offline: its configs come from
     Imagine.single_file_config (a local folder of the same family) or a model already in the Hugging Face cache."""

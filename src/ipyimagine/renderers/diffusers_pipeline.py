@@ -28,12 +28,14 @@ from .diffusers_loading import (
     apply_memory_mode,
     choose_device,
     choose_dtype,
+    file_hash,
     first_line,
     import_torch_and_diffusers,
     load_folder,
     load_single_file,
     quantization_config,
     refuse_missing_libraries,
+    single_file_family,
 )
 from .diffusers_previews import preview_decoder
 
@@ -184,7 +186,12 @@ class DiffusersRenderer:
         recommended = recommended_settings(model).get("guidance")
         if isinstance(recommended, (int, float)) and not isinstance(recommended, bool):
             return float(recommended)
-        return 0.0 if few_step_name(model) else FALLBACK_GUIDANCE  # a turbo model not downloaded yet: named like one
+        if few_step_name(model):
+            return 0.0  # a turbo model not downloaded yet: named like one
+        single = single_file_family(Path(model).expanduser()) if model and Path(model).expanduser().is_file() else None
+        if single is not None and single[1] is not None:
+            return single[1]  # a single-file SDXL checkpoint gets SDXL's guidance, not SD 1.5's
+        return FALLBACK_GUIDANCE
 
     def resolve(self, job: RenderJob) -> RenderJob:
         """Model, steps, guidance, size and negative prompt as the family will really use them, read from the model's
@@ -388,7 +395,12 @@ class DiffusersRenderer:
 
         notes += self._truncation_notes(pipe, job, family)
         folder = _model_folder(None if job.model in (None, BUNDLED_NAME) else job.model)
-        model_hash = self.fingerprint(job.model)[:10] if folder is not None and folder.is_dir() else None
+        if folder is not None and folder.is_dir():
+            model_hash = self.fingerprint(job.model)[:10]
+        elif job.model not in (None, BUNDLED_NAME) and Path(job.model).expanduser().is_file():
+            model_hash = file_hash(Path(job.model).expanduser())  # as the web UIs hash a checkpoint file
+        else:
+            model_hash = None
         width, height = images[0].size
         if job.width and (width, height) != (job.width, job.height):
             notes.append(f"{type(pipe).__name__} made {width}x{height} instead of the {job.width}x{job.height} asked for.")
