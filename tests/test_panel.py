@@ -61,7 +61,10 @@ def test_cancel_stops_within_a_step(panel, session):
     assert panel.wait(30)
     # the panel's first picture stays; the cancelled render left no result and no history entry
     assert panel.result is first and session.history == [first] and panel.status.value.startswith("cancelled at step ")
-    assert "the last preview stays, nothing was recorded" in panel.status.value
+    assert panel.status.value.endswith(": nothing was recorded")
+    from ipyimagine.display import grid, png_bytes
+
+    assert bytes(panel.image.value) == png_bytes(grid(first.images))  # the finished picture again, not the half-made preview
     assert panel.progress.value <= stopped_at + 2
 
 
@@ -146,3 +149,32 @@ def test_two_panels_rendering_at_once_take_turns_on_the_shared_pipeline(session)
     assert [p.result.seeds for p in panels] == [(1, 2, 3, 4), (2, 3, 4, 5)]
     alone = session.imagine(ipyimagine.Request("a red circle", seed=2, steps=30, n=4, cache=False, expand=True))
     assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(panels[1].result.images, alone.images))
+
+
+def test_each_kept_render_has_its_own_output_and_a_slider_render_replaces_the_latest(shell, monkeypatch):
+    """So a reopened notebook lists every picture the user kept (Generate pressed), not only the panel's last one."""
+    outputs = {}  # display id -> the seeds its latest picture holds
+
+    def publish(data, metadata=None, source=None, *, transient=None, update=False, **kwargs):
+        entries = (metadata or {}).get("ipyimagine", {}).get("entries") if isinstance(metadata, dict) else None
+        if "image/png" in data and entries and transient:
+            outputs[transient["display_id"]] = entries[-1]["seeds"][0]
+
+    monkeypatch.setattr(shell.display_pub, "publish", publish)
+    shell.run_cell_magic("imagine", "--interactive --seed 4 --steps 2 --out p", "a red circle")
+    panel = shell.user_ns["p"]
+    panel.controls["seed"].value = 5
+    panel.generate_button.click()  # kept: an output of its own
+    assert panel.wait(60)
+    panel.controls["auto"].value = True
+    panel.controls["seed"].value = 6  # a slider render: shown under the panel...
+    assert panel.wait(60)
+    panel.controls["seed"].value = 7  # ...and replaced by the next slider render
+    assert panel.wait(60)
+    assert sorted(outputs.values()) == [4, 5, 7]
+    panel.controls["auto"].value = False
+    before = (len(panel.history), len(panel.strip.children))
+    panel.generate_button.click()  # nothing changed: the same picture, from the cache
+    assert panel.wait(60)
+    assert (len(panel.history), len(panel.strip.children)) == before and "the same picture as before" in panel.status.value
+    assert "seed 7" in panel.strip.children[-1].children[1].value and "2 st" in panel.strip.children[-1].children[1].value

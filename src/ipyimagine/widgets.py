@@ -59,6 +59,13 @@ def _control(opt: Option, value):
     return w.Text(value=value or "", placeholder="(the default)", continuous_update=False, layout=w.Layout(width=width), **common)
 
 
+def _same_picture(a, b) -> bool:
+    """Two generations that are the same picture (a Generate with nothing changed, answered from the cache)."""
+    ignore = {"cached_images", "seconds"}
+    return (a.prompt, a.seeds, a.model, a.backend) == (b.prompt, b.seeds, b.model, b.backend) and \
+        {k: v for k, v in a.params.items() if k not in ignore} == {k: v for k, v in b.params.items() if k not in ignore}
+
+
 class Panel:
     """The panel object scripts and tests use: `controls`, `generate_button`, `result`, `wait()`, `widget`."""
 
@@ -80,6 +87,7 @@ class Panel:
         self.history: list = []  # this panel's generations, oldest first
         self.last_seconds: float | None = None  # request to finished picture, for the latest render
         self._handles = None
+        self._latest_kept = False  # the output under the panel holds a kept picture (a new kept one gets its own)
         self._parent = self._shell = None
 
         start = self._starting_values(request)
@@ -194,11 +202,13 @@ class Panel:
 
     def _changed(self, change) -> None:
         if self.controls["auto"].value:
-            self.generate()
+            self.generate(kept=False)
 
     # ------------------------------------------------------------------ rendering, off the main thread
-    def generate(self) -> None:
-        """Render the current settings; a render already running is cancelled at its next step."""
+    def generate(self, kept: bool = True) -> None:
+        """Render the current settings; a render already running is cancelled at its next step. A kept render (Generate
+        pressed, or the cell's first) gets an output of its own under the panel, so it survives a reopened notebook; a
+        render started by moving a control (`kept=False`) replaces the latest unkept one."""
         try:
             request = self.request()
         except ImagineError as error:
@@ -206,7 +216,7 @@ class Panel:
             return
         with self._lock:
             self._token += 1
-            self._wanted = (request, self._token, time.perf_counter())
+            self._wanted = (request, self._token, time.perf_counter(), kept)
             self._cancel_requested = False
             if self._running:
                 return  # the worker picks the newest request when the current one stops
@@ -236,7 +246,7 @@ class Panel:
                     self._running = False
                     self._idle.set()
                     return
-                request, token, asked_at = self._wanted
+                request, token, asked_at, kept = self._wanted
                 self._wanted = None
             self._busy(True)
 
@@ -254,7 +264,8 @@ class Panel:
             except Cancelled as stopped:
                 if self._cancel_requested and token == self._token:
                     at = f" at step {stopped.step} of {stopped.total}" if stopped.step else ""
-                    self.status.value = f"cancelled{at}: the last preview stays, nothing was recorded"
+                    self.status.value = f"cancelled{at}: nothing was recorded"
+                    self._restore_picture()
                 continue
             except ImagineError as error:
                 if token == self._token:
@@ -267,7 +278,7 @@ class Panel:
             finally:
                 self._busy(False)
             if token == self._token:  # a newer request exists: this result is stale, drop it
-                self._show(generation, time.perf_counter() - asked_at)
+                self._show(generation, time.perf_counter() - asked_at, kept)
 
     def _busy(self, busy: bool) -> None:
         self.cancel_button.disabled = not busy
@@ -291,18 +302,30 @@ class Panel:
         self.image.value = png_bytes(enlarged(image.convert("RGB")))
         self.status.value = f"step {done} of {total} (preview)"
 
-    def _show(self, generation, seconds: float) -> None:
+    def _show(self, generation, seconds: float, kept: bool = True) -> None:
         from .display import grid, html_caption, png_bytes
 
+        repeat = self.result is not None and _same_picture(self.result, generation)  # an unchanged Generate: nothing new
         self.result, self.error, self.last_seconds = generation, None, seconds
-        self.history.append(generation)
         self.image.value = png_bytes(grid(generation.images))
         self.caption.value = html_caption(generation)
-        self.status.value = f"done in {seconds:.1f} s"
+        self.status.value = f"done in {seconds:.1f} s" + (" (the same picture as before)" if repeat else "")
         self._shown_prompt = generation.prompt
         self.controls["prompt"].value = generation.prompt  # the prompt used, ready to edit
+        if repeat:
+            return
+        self.history.append(generation)
         self._add_thumbnail(generation)
+        if self._latest_kept and self._handles is not None:
+            self._new_outputs()  # the output under the panel holds a kept picture: this one gets its own
+        self._latest_kept = kept
         self._refresh_outputs()
+
+    def _restore_picture(self) -> None:
+        """After Cancel, the picture area shows the latest finished picture again, not the half-made preview."""
+        from .display import grid, png_bytes
+
+        self.image.value = png_bytes(grid(self.result.images)) if self.result is not None else b""
 
     def _add_thumbnail(self, generation) -> None:
         import base64
@@ -314,7 +337,11 @@ class Panel:
         width = f"{THUMB + 16}px"
         image = w.Image(value=base64.b64decode(thumbnail_b64(generation.image, THUMB)), format="jpeg",
                         layout=w.Layout(width=f"{THUMB}px"))
-        label = w.HTML(f"<div style='font-size:10px;line-height:1.2;text-align:center;width:{THUMB + 16}px'>seed<br>{generation.seed}</div>")
+        p = generation.params
+        about = " · ".join(x for x in (f"{p['steps']} st" if p.get("steps") else "",
+                                       f"g {p['guidance']:g}" if isinstance(p.get("guidance"), (int, float)) else "") if x)
+        label = w.HTML(f"<div style='font-size:10px;line-height:1.2;text-align:center;width:{THUMB + 16}px'>seed {generation.seed}"
+                       f"<br>{html.escape(about)}</div>")
         recall = w.Button(description="recall", tooltip="restore all its settings", layout=w.Layout(width=width))
         seed = w.Button(description="use seed", tooltip=f"use its seed, {generation.seed}", layout=w.Layout(width=width))
         recall.on_click(lambda _: self.recall(generation))
@@ -340,7 +367,7 @@ class Panel:
         finally:
             c["auto"].value = auto
         if auto:
-            self.generate()
+            self.generate(kept=False)
 
     def _show_error(self, text: str) -> None:
         self.error = text
@@ -368,6 +395,18 @@ class Panel:
             self._handles[0].update(data, metadata=metadata, raw=True)
             self._handles[1].update(caption, raw=True)
         except Exception:  # a frontend that cannot take it loses only the static copy
+            pass
+
+    def _new_outputs(self) -> None:
+        """A fresh pair of outputs (picture, caption) under the earlier ones, routed to the panel's cell."""
+        from IPython.display import display
+
+        try:
+            if self._parent is not None:
+                self._shell.set_parent(self._parent)
+            data, metadata, caption = self._outputs()
+            self._handles = (display(data, metadata=metadata, raw=True, display_id=True), display(caption, raw=True, display_id=True))
+        except Exception:  # a frontend that cannot take it keeps updating the latest output
             pass
 
     def display(self) -> None:
