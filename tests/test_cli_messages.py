@@ -32,3 +32,29 @@ def test_help_through_the_installed_command():
 def test_each_mistake_is_one_line_naming_the_command_once(args, expected, tmp_path):
     done = cli(*args, cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.strip() == expected
+
+
+def test_the_command_numbers_a_notebooks_entries_as_imagine_history_does(shell, tmp_path):
+    """Oldest 1 in both, so `%imagine rerun N` and `ipyimagine history` mean the same entry."""
+    import nbformat
+    from IPython.utils.capture import capture_output
+
+    cells = []
+    for seed in (1, 2, 3):
+        with capture_output() as captured:
+            shell.run_cell_magic("imagine", f"--seed {seed} --steps 2", "a red circle")
+        outputs = [nbformat.v4.new_output("display_data", data=o.data, metadata=o.metadata) for o in captured.outputs]
+        cells.append(nbformat.v4.new_code_cell(f"%%imagine --seed {seed} --steps 2\na red circle", outputs=outputs))
+    path = tmp_path / "three.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+    shell.user_ns["__session__"] = str(path)
+    try:
+        magic = {r.number: r.record["seeds"][0] for r in shell.run_line_magic("imagine", "history").rows}
+    finally:
+        del shell.user_ns["__session__"]
+    done = cli("history", str(path))
+    import re
+
+    rows = [re.split(r"\s{2,}", line.strip()) for line in done.stdout.splitlines() if line.strip()[:1].isdigit()]
+    command = {cells[0]: int(cells[3]) for cells in rows}  # columns: #, time, idea, seed, ...
+    assert done.returncode == 0 and command == magic and magic["1"] == 1

@@ -64,15 +64,20 @@ def history_main(argv: list[str]) -> int:
         if not Path(args.notebook).expanduser().is_file():
             raise RequestError(f"There is no notebook {args.notebook!r}; give the path of an .ipynb file.")
         found, notes = read_notebook(Path(args.notebook))
-        records = [r for r, _ in reversed(found) if matches(r, args.grep)][: args.limit]
-        where = args.notebook
+        # numbered as %imagine history numbers them (oldest 1), so `rerun N` means the same entry in both
+        ordered = sorted((r for r, _ in found), key=lambda r: str(r.get("created", "")))
+        numbered = [(str(i), r) for i, r in enumerate(ordered, start=1)]
+        where, source = args.notebook, "notebook"
     else:
-        records = userlog.read_records(grep=args.grep, limit=args.limit)
-        where = str(userlog.default_path())
+        found = userlog.read_records(grep=None, limit=None) if args.grep else userlog.read_records(limit=args.limit)
+        total = userlog.count_records()
+        numbered = [(str(total - i), r) for i, r in enumerate(found)][::-1]  # oldest 1 here too
+        where, source = str(userlog.default_path()), "log"
+    chosen = [(n, r) for n, r in reversed(numbered) if matches(r, args.grep)][: args.limit]
     if args.export:
-        export(records, Path(args.export))
-        print(f"wrote {len(records)} entries to {args.export}")
-    rows = [Row(str(i), r, None, "notebook" if args.notebook else "log") for i, r in enumerate(records, start=1)]
+        export([r for _, r in chosen], Path(args.export))
+        print(f"wrote {len(chosen)} entries to {args.export}")
+    rows = [Row(n, r, None, source) for n, r in chosen]
     print(printable(repr(HistoryTable(rows, f"ipyimagine history ({where})", notes))))
     return 0
 

@@ -169,5 +169,5 @@ def history(session, shell=None, path: Path | None = None) -> tuple[list[Row], l
             merged[generation.id] = [record, merged[generation.id][1] or thumbnail_b64(generation.image), "kernel + notebook"]
         else:
             merged[generation.id] = [record, thumbnail_b64(generation.image), "kernel"]
-    ordered = sorted(merged.values(), key=lambda item: item[0].get("created", ""))
+    ordered = sorted(merged.values(), key=lambda item: str(item[0].get("created", "")))
     return [Row(str(i), r, t, s) for i, (r, t, s) in enumerate(ordered, start=1)], notes

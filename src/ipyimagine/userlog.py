@@ -123,6 +123,15 @@ def log_record(record: dict, path: Path | None = None, timeout: float = 1.0) -> 
         raise LogWriteError(f"the history log at {path} could not be written ({error.strerror or error})") from error
 
 
+def count_records(path: Path | None = None) -> int:
+    """How many entries the log holds (0 when there is none)."""
+    path = path or default_path()
+    if not path.exists():
+        return 0
+    with closing(connect(path)) as connection:
+        return int(connection.execute("SELECT COUNT(*) FROM generations").fetchone()[0])
+
+
 def read_records(path: Path | None = None, grep: str | None = None, limit: int | None = None) -> list[dict]:
     """Entries newest first; unreadable rows are skipped with a warning."""
     path = path or default_path()
