@@ -58,3 +58,14 @@ def test_the_command_numbers_a_notebooks_entries_as_imagine_history_does(shell, 
     rows = [re.split(r"\s{2,}", line.strip()) for line in done.stdout.splitlines() if line.strip()[:1].isdigit()]
     command = {cells[0]: int(cells[3]) for cells in rows}  # columns: #, time, idea, seed, ...
     assert done.returncode == 0 and command == magic and magic["1"] == 1
+
+
+def test_saved_pictures_get_the_mode_the_umask_gives_any_new_file(shell, tmp_path):
+    import os
+    import stat
+
+    shell.run_cell_magic("imagine", f"--seed 1 --steps 2 --save {tmp_path / 'out'}", "a red circle")
+    [saved] = list((tmp_path / "out").glob("*.png"))
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o666 & ~mask  # 0644 under the usual umask, not mkstemp's 0600

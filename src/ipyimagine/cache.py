@@ -63,10 +63,13 @@ class Cache:
 
     def _write(self, path: Path, data: bytes) -> str | None:
         """None once `path` holds `data`; else why not. No temporary file is left behind either way."""
+        from .pngmeta import usual_file_mode
+
         temporary = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            os.fchmod(handle, usual_file_mode())  # not mkstemp's 0600: the umask decides, as for any new file
             with os.fdopen(handle, "wb") as f:
                 f.write(data)
             os.replace(temporary, path)

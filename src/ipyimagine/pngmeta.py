@@ -114,6 +114,21 @@ def save_png(image, path: Path, record: dict | None = None, index: int = 0) -> P
     return write_file(Path(path), png_bytes(image, record, index))
 
 
+_file_mode: int | None = None
+
+
+def usual_file_mode() -> int:
+    """The mode a new file gets under this process's umask (0644 under the usual 022), read once."""
+    global _file_mode
+    if _file_mode is None:
+        import os
+
+        mask = os.umask(0o022)
+        os.umask(mask)
+        _file_mode = 0o666 & ~mask
+    return _file_mode
+
+
 def write_file(path: Path, data: bytes) -> Path:
     """All or nothing: the bytes go to a temporary file beside `path`, renamed into place only when complete, so a
     full disk leaves no 0-byte or half file. Raises OSError when it cannot."""
@@ -122,6 +137,7 @@ def write_file(path: Path, data: bytes) -> Path:
 
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(handle, usual_file_mode())  # mkstemp makes 0600: a saved picture gets the mode any new file gets
         with os.fdopen(handle, "wb") as f:
             f.write(data)
         os.replace(temporary, path)
