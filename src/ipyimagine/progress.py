@@ -91,7 +91,10 @@ class NotebookProgress:
     def _bar(self) -> dict:
         elapsed = time.perf_counter() - self.started
         left = f", about {elapsed / self.done * (self.total - self.done):.0f} s left" if self.done and self.total > self.done else ""
-        text = f"{self.label}: step {self.done} of {self.total or '?'}, {elapsed:.1f} s{left}"
+        if self.total:
+            text = f"{self.label}: step {self.done} of {self.total}, {elapsed:.1f} s{left}"
+        else:  # nothing reported yet: a model loading, a prompt being expanded, a server queue
+            text = f"{self.label}: getting ready (expanding the idea, loading the model on its first use), {elapsed:.1f} s"
         notes = "".join(f"<div style='color:#a60'>{html.escape(n)}</div>" for n in self.notices)
         picture = (f"<img src='data:image/jpeg;base64,{self.preview_b64}' style='display:block;max-width:256px;image-rendering:pixelated'>"
                    if self.preview_b64 else "")
