@@ -153,3 +153,22 @@ def test_a_single_file_sdxl_checkpoint_gets_sdxls_guidance_and_a_web_ui_model_ha
     job = session.recommended(Request("a red circle", model=str(path), expand=False, backend="diffusers"))
     assert job.guidance == 5.0
     assert file_hash(path) == hashlib.sha256(path.read_bytes()).hexdigest()[:10]
+
+
+def test_a_negative_prompt_at_guidance_0_is_noted_and_left_out_of_the_record(shell):
+    """Turbo models run at guidance 0, where diffusers reads no negative prompt: it is said, and not recorded."""
+    import base64
+    import io
+
+    from IPython.utils.capture import capture_output
+    from PIL import Image
+
+    with capture_output() as captured:
+        shell.run_cell_magic("imagine", "--seed 1 --steps 2 --guidance 0 --negative blurry --no-expand", "a red circle")
+    [output] = [o for o in captured.outputs if "image/png" in o.data]
+    record = output.metadata["ipyimagine"]["entries"][-1]
+    assert "--negative has no effect on StableDiffusionPipeline: at guidance 0 classifier-free guidance is off; it was not used" \
+        " (raise --guidance above 1 to use it)." in record["notes"]
+    assert not record["negative_prompt"]
+    infotext = Image.open(io.BytesIO(base64.b64decode(output.data["image/png"]))).info["parameters"]
+    assert "Negative prompt" not in infotext

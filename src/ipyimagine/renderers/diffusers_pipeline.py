@@ -231,6 +231,13 @@ class DiffusersRenderer:
                 negative = ""  # FLUX and Qwen-Image read a negative prompt only with true CFG: not used, not recorded
         elif job.true_cfg:
             notes.append(f"--true-cfg has no effect on {pipeline}; it was not used.")
+        cfg_off = (kind == "cfg" and guidance is not None and guidance <= 1.0) or (kind == "distilled" and true_cfg is None)
+        if negative and cfg_off and not true_cfg:  # diffusers reads a negative prompt only with classifier-free guidance on
+            if job.negative:
+                why = (f"at guidance {guidance:g} classifier-free guidance is off; it was not used (raise --guidance above 1 to use it)"
+                       if kind == "cfg" else "its guidance is distilled into the model; it was not used")
+                notes.append(f"--negative has no effect on {pipeline}: {why}.")
+            negative = ""
         if family is not None and negative and "negative_prompt" not in _call_params(family.pipeline):
             if job.negative:
                 notes.append(f"{pipeline} takes no negative prompt; --negative was not used.")
