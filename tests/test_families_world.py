@@ -172,3 +172,16 @@ def test_a_negative_prompt_at_guidance_0_is_noted_and_left_out_of_the_record(she
     assert not record["negative_prompt"]
     infotext = Image.open(io.BytesIO(base64.b64decode(output.data["image/png"]))).info["parameters"]
     assert "Negative prompt" not in infotext
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None, reason="torchvision is installed here")
+def test_backends_does_not_call_a_model_ready_that_cannot_load(tmp_path):
+    from ipyimagine.renderers.diffusers_pipeline import DiffusersRenderer
+
+    omnigen = config_folder(tmp_path / "omnigen", {"_class_name": "OmniGenPipeline", "transformer": ["diffusers", "OmniGenTransformer2DModel"]},
+                            {"patch_size": 2})
+    (omnigen / "transformer" / "model.safetensors").write_bytes(b"")
+    assert DiffusersRenderer(Imagine(model=str(omnigen))).availability() == f"{omnigen} needs torchvision: pip install torchvision"
+    future = config_folder(tmp_path / "future", {"_class_name": "ImaginaryPipeline2027", "transformer": ["diffusers", "X"]}, {})
+    (future / "transformer" / "model.safetensors").write_bytes(b"")
+    assert "needs the pipeline ImaginaryPipeline2027, which this diffusers" in DiffusersRenderer(Imagine(model=str(future))).availability()

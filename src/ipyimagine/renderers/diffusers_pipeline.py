@@ -33,6 +33,7 @@ from .diffusers_loading import (
     import_torch_and_diffusers,
     load_folder,
     load_single_file,
+    missing_libraries,
     quantization_config,
     refuse_missing_libraries,
     single_file_family,
@@ -138,6 +139,11 @@ class DiffusersRenderer:
         family = self.family(model)
         if family is not None and family.problems:
             return f"{model or BUNDLED_NAME} cannot load: {'; '.join(family.problems)}"
+        libraries = missing_libraries(folder)
+        if libraries:
+            return f"{model or BUNDLED_NAME} needs {' and '.join(libraries)}: pip install {' '.join(libraries)}"
+        if family is not None and _pipeline_class(folder) is None:
+            return f"{model or BUNDLED_NAME} needs the pipeline {family.pipeline}, which this diffusers ({_version('diffusers')}) does not have"
         return None
 
     def describe(self) -> str:
