@@ -185,3 +185,16 @@ def test_backends_does_not_call_a_model_ready_that_cannot_load(tmp_path):
     future = config_folder(tmp_path / "future", {"_class_name": "ImaginaryPipeline2027", "transformer": ["diffusers", "X"]}, {})
     (future / "transformer" / "model.safetensors").write_bytes(b"")
     assert "needs the pipeline ImaginaryPipeline2027, which this diffusers" in DiffusersRenderer(Imagine(model=str(future))).availability()
+
+
+def test_a_lora_made_for_another_model_says_so_in_one_sentence(tmp_path, tiny_model, session):
+    pytest.importorskip("peft")
+    from test_families import make_lora
+
+    lora = make_lora(tiny_model, tmp_path / "loras")  # made for the bundled model's UNet
+    model = str(build_family("sdxl", tmp_path / "sdxl"))
+    with pytest.raises(ipyimagine.errors.ImagineError) as caught:
+        session.imagine(Request("a red circle", model=model, steps=2, seed=1, expand=False, lora=[f"{lora}:0.8"]))
+    message = str(caught.value)
+    assert "\n" not in message and "Error(s) in loading" not in message
+    assert message.startswith(f"--lora '{lora}:0.8' does not fit StableDiffusionXLPipeline: its layers do not match")

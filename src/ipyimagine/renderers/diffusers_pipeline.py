@@ -508,7 +508,7 @@ class DiffusersRenderer:
             pipe.set_adapters(names, adapter_weights=weights)
         except (OSError, ValueError, KeyError, RuntimeError) as error:
             pipe.unload_lora_weights()
-            raise BackendError(f"Could not apply --lora {entry!r} to {type(pipe).__name__} ({first_line(error)}).") from None
+            raise BackendError(_lora_failure(entry, type(pipe).__name__, error)) from None
         return names
 
     def _truncation_notes(self, pipe, job: RenderJob, family) -> list[str]:
@@ -554,6 +554,18 @@ class DiffusersRenderer:
         if not (set(words) & set(vocab.get("colours", [])) and set(words) & set(vocab.get("shapes", []))):
             return [f"The bundled model only knows simple coloured shapes (e.g. 'a red circle on the left on a blue background'); {elsewhere}."]
         return []
+
+
+def _lora_failure(entry: str, pipeline: str, error: BaseException) -> str:
+    """One sentence for a LoRA that would not load: a LoRA made for another family is said as such (its layer names or
+    shapes do not match), else the error's most telling line rather than its generic first one."""
+    text = str(error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if any(mark in text for mark in ("size mismatch", "Target modules", "not found in the base model", "No LoRA keys", "no LoRA")):
+        return (f"--lora {entry!r} does not fit {pipeline}: its layers do not match this model's (a LoRA made for another model "
+                "family, e.g. SD 1.5 vs SDXL vs FLUX); use one made for this model.")
+    telling = next((line for line in lines if not line.lower().startswith(("error(s) in loading", "traceback"))), None)
+    return f"Could not apply --lora {entry!r} to {pipeline} ({(telling or type(error).__name__)[:200]})."
 
 
 def _denoising_pipe(pipe):
