@@ -69,3 +69,14 @@ def test_saved_pictures_get_the_mode_the_umask_gives_any_new_file(shell, tmp_pat
     mask = os.umask(0o022)
     os.umask(mask)
     assert stat.S_IMODE(saved.stat().st_mode) == 0o666 & ~mask  # 0644 under the usual umask, not mkstemp's 0600
+
+
+def test_imagine_as_a_cells_last_line_shows_the_picture_and_its_caption(shell):
+    from IPython.utils.capture import capture_output
+
+    with capture_output() as captured:
+        shell.run_cell("import ipyimagine\nipyimagine.imagine('a red circle', seed=2, steps=2)")
+    kinds = [sorted(o.data) for o in captured.outputs]
+    assert any("image/png" in k for k in kinds) and any("text/html" in k for k in kinds)
+    caption = next(o.data["text/html"] for o in captured.outputs if "text/html" in o.data)
+    assert "a red circle" in caption and "seed 2" in caption

@@ -199,5 +199,16 @@ class Generation:
 
         return image_bundle(self)
 
+    def _ipython_display_(self) -> None:
+        """In a notebook, `imagine(...)` as a cell's last line shows what a %%imagine cell shows: the picture carrying
+        its record, and the caption under it."""
+        from IPython.display import display
+
+        from .display import html_caption, image_bundle
+
+        data, metadata = image_bundle(self)
+        display(data, metadata=metadata, raw=True)
+        display({"text/html": html_caption(self), "text/plain": ""}, raw=True)
+
     def __repr__(self) -> str:
         return f"<Generation {self.id or ''} {len(self.images)} image(s): {self.prompt[:60]!r}, seed {self.seed}>"
