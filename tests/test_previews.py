@@ -84,7 +84,7 @@ def test_previews_cost_little_and_can_be_turned_off(quiet_session):
     assert frames == []
 
 
-def test_the_panel_shows_a_preview_and_keeps_it_after_cancel(session):
+def test_the_panel_shows_a_preview_and_puts_the_finished_picture_back_after_cancel(session):
     panel = ipyimagine.panel("a red circle", session=session, seed=3, steps=2)
     first_picture = bytes(panel.image.value)
     panel.controls["auto"].value = False
@@ -94,9 +94,11 @@ def test_the_panel_shows_a_preview_and_keeps_it_after_cancel(session):
     deadline = time.time() + 60
     while "(preview)" not in panel.status.value and time.time() < deadline:
         time.sleep(0.01)
+    assert bytes(panel.image.value) != first_picture  # the picture forming
     panel.cancel_button.click()
     assert panel.wait(30)
-    assert panel.status.value.startswith("cancelled at step ") and bytes(panel.image.value) != first_picture
+    # no half-made preview beside the previous picture's caption: the finished picture is back
+    assert panel.status.value.startswith("cancelled at step ") and bytes(panel.image.value) == first_picture
     assert session.history[-1] is panel.result  # the cancelled render was not recorded
 
 
