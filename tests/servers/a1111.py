@@ -21,7 +21,17 @@ Modes (a path prefix):
     echo500       txt2img answers 500 whose "errors" text echoes the Authorization header, the request line and every
                   header
     echoinfo      txt2img succeeds, but its infotexts and sampler name echo the Authorization header and query
-A refused connection: `refused_url()` gives the URL of a port nobody listens on.
+    drip          txt2img renders, then sends its reply a byte every `drip_seconds` (`drip_bytes` bytes of leading
+                  whitespace, then the rest): every read gets a byte in time, the whole reply takes long
+                  (`dripping` is set when it starts)
+    huge, bomb, truncated, notimage, halfsize
+                  txt2img's pictures are replaced by that kind of bad picture (tests/servers/pictures.py): a 5000x5000
+                  header, a 20000x20000 one, a cut-off PNG, bytes that are no image, a picture half the asked size
+    infolist      txt2img's `info` is a JSON list (not the string holding an object the web UI sends)
+    strnumbers    txt2img's `info` reports steps and cfg_scale as strings ("20 steps", "seven")
+A refused connection: `refused_url()` gives the URL of a port nobody listens on. Two attributes act in every mode:
+`refuse_seeds` (a txt2img whose seed is in it is answered 400, as a request the server will not take) and
+`on_txt2img` (called with each txt2img request's body as it arrives, before it waits for the queue: a test's event).
 
 Like the real server (so a client is tested against what it will meet):
   * txt2img blocks until done; requests are served one at a time (the web UI's queue lock) while progress,
@@ -61,7 +71,10 @@ from urllib.parse import parse_qs, urlsplit
 
 from PIL import Image, PngImagePlugin
 
-MODES = ("ok", "unauthorized", "noapi", "error500", "error422", "slow", "html", "badjson", "dies", "echo401", "echo500", "echoinfo")
+from .pictures import BAD_PICTURES, bad_picture
+
+MODES = ("ok", "unauthorized", "noapi", "error500", "error422", "slow", "html", "badjson", "dies", "echo401", "echo500", "echoinfo",
+         "drip", "infolist", "strnumbers", *BAD_PICTURES)
 VERSION = "v1.10.1"
 
 
@@ -362,6 +375,10 @@ class Handler(BaseHTTPRequestHandler):
             raise _HTTPError(422, {"detail": [{"loc": ["body", "width"], "msg": "value is not a valid integer",
                                                "type": "type_error.integer"}]})
         request = self.validate(body, bad_json)
+        if server.on_txt2img is not None:
+            server.on_txt2img(request)
+        if request["seed"] in server.refuse_seeds:
+            raise _HTTPError(400, {"detail": f"seed {request['seed']} cannot be used with this model"})
         sampler = request.get("sampler_name") or request.get("sampler_index") or "DPM++ 2M"
         known = {n: n for n, _, _ in SAMPLERS} | {alias: n for n, aliases, _ in SAMPLERS for alias in aliases}
         if sampler not in known:
@@ -389,7 +406,33 @@ class Handler(BaseHTTPRequestHandler):
             info["infotexts"] = [f"{text}, {echo}" for text in info["infotexts"]]
             info["sampler_name"] = f"{info['sampler_name']} ({echo})"
             result = {**result, "info": json.dumps(info)}
+        if mode in BAD_PICTURES:
+            raw = bad_picture(mode, request["width"], request["height"])
+            result = {**result, "images": [base64.b64encode(raw).decode() for _ in result["images"]]}
+        if mode in ("infolist", "strnumbers"):
+            info = json.loads(result["info"])
+            info.update(steps=f"{info['steps']} steps", cfg_scale="seven")
+            result = {**result, "info": [list(item) for item in info.items()] if mode == "infolist" else json.dumps(info)}
+        if mode == "drip":
+            return self.drip(json.dumps(result).encode())
         self.send_json(200, result)
+
+    def drip(self, raw: bytes) -> None:
+        """The reply, a byte of leading whitespace every `drip_seconds` first: never silent long enough to time out."""
+        server = self.server
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(server.drip_bytes + len(raw)))
+        self.end_headers()
+        server.dripping.set()
+        try:
+            for _ in range(server.drip_bytes):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(server.drip_seconds)
+            self.wfile.write(raw)
+        except OSError:  # the client hung up
+            self.close_connection = True
 
 
 class FakeA1111(ThreadingHTTPServer):
@@ -407,6 +450,10 @@ class FakeA1111(ThreadingHTTPServer):
         self.auth = auth
         self.return_grid = return_grid
         self.slow_seconds = slow_seconds
+        self.drip_seconds, self.drip_bytes = 0.5, 20
+        self.dripping = threading.Event()
+        self.refuse_seeds: set[int] = set()
+        self.on_txt2img = None
         self.models = [dict(m) for m in (models or DEFAULT_MODELS)]
         self.options = {
             "sd_model_checkpoint": self.models[0]["title"], "sd_checkpoint_hash": self.models[0]["sha256"],

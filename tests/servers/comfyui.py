@@ -45,6 +45,15 @@ Fault modes (constructor arguments, or `set_fault(...)` at any time; `die()` at 
     checkpoints=[...]    ckpt_name must be one of these (else 400 value_not_in_list); None accepts any.
     echo_auth=True       error messages (a refused graph's 400, a node's execution_error) echo the Authorization
                          header and the request line (query included) of the POST /prompt, as a debug proxy might.
+    flood=True           every websocket also gets a stream of progress events of another client's prompt, without pause,
+                         for as long as it is open.
+    never_done=True      a finished prompt's last messages (execution_success, executing {node: null}) are never sent.
+    ws_junk=True         every websocket gets a text frame that is not JSON right after its greeting.
+    prompt_reply="list"  POST /prompt queues the prompt but answers 200 with a JSON list.
+    view_reply=KIND      /view sends that kind of bad picture (tests/servers/pictures.py: huge, bomb, truncated,
+                         notimage, halfsize) instead of the saved one.
+`queued` is an Event set whenever a prompt is queued, and `on_prompt(client_id)` (when set) is called then: a test's
+cue to interrupt or cancel at the moment a prompt is on the queue.
 """
 
 from __future__ import annotations
@@ -402,7 +411,7 @@ class FakeComfyUI:
     FAULTS = (
         "step_seconds", "node_seconds", "previews", "preview_every", "preview_format", "fail_at_step", "fail_node_class",
         "error_type", "error_message", "die_at_step", "die_mode", "drop_ws_at_step", "cache", "noise", "png_metadata",
-        "echo_auth",
+        "echo_auth", "flood", "never_done", "ws_junk", "prompt_reply", "view_reply",
     )
 
     def __init__(
@@ -427,6 +436,11 @@ class FakeComfyUI:
         checkpoints: list[str] | None = None,
         loras: list[str] | None = None,
         echo_auth: bool = False,
+        flood: bool = False,
+        never_done: bool = False,
+        ws_junk: bool = False,
+        prompt_reply: str | None = None,
+        view_reply: str | None = None,
         port: int = 0,
     ):
         self.step_seconds = step_seconds
@@ -448,6 +462,10 @@ class FakeComfyUI:
         self.checkpoints = list(checkpoints) if checkpoints is not None else None
         self.loras = list(loras) if loras is not None else None
         self.echo_auth = echo_auth
+        self.flood, self.never_done, self.ws_junk = flood, never_done, ws_junk
+        self.prompt_reply, self.view_reply = prompt_reply, view_reply
+        self.queued = threading.Event()
+        self.on_prompt = None
         self._echo = ""  # what the last POST /prompt carried (for echo_auth)
 
         self.requests: list[dict] = []  # every HTTP request (websocket handshakes too), as received
@@ -623,6 +641,16 @@ class FakeComfyUI:
             self._send("status", {"status": self._queue_info(), "sid": sid}, sid)
             if resend:  # as ComfyUI: no prompt_id in this one
                 self._send("executing", {"node": last_node}, sid)
+            if self.ws_junk:
+                ws.send_text("<html>502 Bad Gateway</html>")
+        if self.flood:
+            def flood():
+                step = 0
+                while not ws.closed and not self._stopping.is_set():
+                    step += 1
+                    ws.send_text(json.dumps({"type": "progress", "data": {"value": step % 20, "max": 20, "node": "3",
+                                                                          "prompt_id": "another-clients-prompt"}}))
+            threading.Thread(target=flood, name="fake-comfyui-flood", daemon=True).start()
         try:
             while not self._stopping.is_set():
                 frame = ws.recv_frame()
@@ -764,6 +792,11 @@ class FakeComfyUI:
             self._queue.sort(key=lambda entry: entry[0])
             self._cond.notify_all()
         self._broadcast_status()
+        self.queued.set()
+        if self.on_prompt is not None:
+            self.on_prompt(extra_data.get("client_id"))
+        if self.prompt_reply == "list":
+            return h.reply_json(200, [prompt_id, number])
         h.reply_json(200, {"prompt_id": prompt_id, "number": number, "node_errors": node_errors})
 
     def _post_queue(self, h: _Handler, body: bytes) -> None:
@@ -833,6 +866,12 @@ class FakeComfyUI:
         data = self.images.get((kind, subfolder.strip("/"), filename.rsplit("/", 1)[-1]))
         if data is None:
             return h.reply_text(404)
+        if self.view_reply:
+            from .pictures import bad_picture
+
+            with Image.open(io.BytesIO(data)) as saved:
+                width, height = saved.size
+            return h.reply(200, bad_picture(self.view_reply, width, height), "image/png")
         preview = query.get("preview")
         if preview:
             fmt, _, quality = preview.partition(";")
@@ -1109,7 +1148,7 @@ class FakeComfyUI:
                 ui_outputs[node_id] = ui
                 if sid is not None:
                     self._send("executed", {"node": node_id, "display_node": node_id, "output": ui, "prompt_id": prompt_id}, sid)
-        if success:
+        if success and not self.never_done:
             add_message("execution_success", {"prompt_id": prompt_id}, False)
         with self._cond:
             self._node_cache = new_cache
@@ -1124,7 +1163,7 @@ class FakeComfyUI:
             self._interrupt = False
             self._cond.notify_all()
         self._broadcast_status()
-        if sid is not None:
+        if sid is not None and not self.never_done:
             self._send("executing", {"node": None, "prompt_id": prompt_id}, sid)
 
     def _sleep(self, seconds: float) -> None:

@@ -34,6 +34,11 @@ is `http://127.0.0.1:PORT/ratelimit/models/<model>`.
     unavailable   503 {"error": "Service Unavailable"}
     slow          sleeps `slow_seconds`, then answers as ok (for the client's timeout)
     html          200 text/html: not an image (PIL cannot open it)
+    drip          the picture, a byte every `drip_seconds` (`dripping` is set when it starts): every read gets a byte in
+                  time, the whole reply takes `drip_seconds` x its size
+    huge, bomb, truncated, notimage, halfsize
+                  200 with that kind of bad picture instead (tests/servers/pictures.py)
+    badrequest    400 {"error": ...}: the server refuses this request's parameters
 Every request is kept in `requests` with its headers, so a test can check the token went out (and is never echoed:
 no answer of this server contains it).
 """
@@ -55,9 +60,11 @@ from urllib.parse import parse_qs, urlsplit
 
 from PIL import Image
 
+from .pictures import BAD_PICTURES, bad_picture
+
 DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
 MODES = ("ok", "hf-inference", "badtoken", "credits", "forbidden", "notfound", "ratelimit", "error500", "loading",
-         "unavailable", "slow", "html")
+         "unavailable", "slow", "html", "drip", "badrequest", *BAD_PICTURES)
 CREDITS_MESSAGE = ("You have exceeded your monthly included credits for Inference Providers. "
                    "Subscribe to PRO to get 20x more monthly included credits.")
 
@@ -182,6 +189,12 @@ class Handler(BaseHTTPRequestHandler):
         if mode == "html":
             page = b"<!DOCTYPE html><html><body><h1>Welcome</h1></body></html>"
             return self.send_body(200, page, "text/html; charset=utf-8")
+        if mode == "badrequest":
+            return self.error(400, {"error": "guidance_scale must be between 0 and 20"})
+        if mode in BAD_PICTURES:
+            parameters = (body or {}).get("parameters") or {}
+            raw = bad_picture(mode, int(parameters.get("width") or 64), int(parameters.get("height") or 64))
+            return self.send_body(200, raw, "image/png")
         if not isinstance(body, dict) or not isinstance(body.get("inputs"), str):
             return self.error(400, {"error": "Input should be a valid dictionary or object to extract fields from"})
         return self.text_to_image(model, body)
@@ -201,10 +214,27 @@ class Handler(BaseHTTPRequestHandler):
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG" if image_format == "jpeg" else "PNG")
         self.server.images_sent += 1
+        if self.path.startswith("/drip/"):
+            return self.drip(buffer.getvalue(), f"image/{image_format}")
         self.send_body(200, buffer.getvalue(), f"image/{image_format}", {
             "x-compute-type": "gpu", "x-compute-time": "0.01", "x-inference-provider": "hf-inference",
             "x-served-model": model,
         })
+
+
+    def drip(self, raw: bytes, content_type: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.server.dripping.set()
+        try:
+            for i in range(len(raw)):
+                self.wfile.write(raw[i:i + 1])
+                self.wfile.flush()
+                time.sleep(self.server.drip_seconds)
+        except OSError:  # the client hung up
+            self.close_connection = True
 
 
 class FakeHFInference(ThreadingHTTPServer):
@@ -227,6 +257,8 @@ class FakeHFInference(ThreadingHTTPServer):
         self.default_size = default_size
         self.requests: list[dict] = []
         self.images_sent = 0
+        self.drip_seconds = 0.5
+        self.dripping = threading.Event()
         self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
