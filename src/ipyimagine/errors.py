@@ -5,7 +5,11 @@
     ├── MissingDependency        an optional extra is not installed: names the pip command
     ├── ModelNotFound            a model id or folder cannot be loaded here: says how to get it
     ├── BackendError             a backend failed while working
+    │   └── Refused              a working server refused this one request (a 400): not the server's failure
     └── Cancelled                the user stopped a render (Interrupt, or Cancel in the panel)
+
+An error that cut several pictures short carries the ones that were finished in `done` (Generations, already in the
+history): the faces show them with the error's sentence.
 
 Only the faces translate them: the magic raises IPython's UsageError (one line, no traceback),
 the CLI prints the message and exits with status 2. Set IPYIMAGINE_RAISE_ERRORS=1 to see tracebacks.
@@ -21,6 +25,8 @@ def raise_errors() -> bool:
 
 class ImagineError(Exception):
     """Base class: the message is one sentence that says what was wrong and what to do."""
+
+    done: tuple = ()  # the Generations finished (and recorded) before this error stopped the rest
 
 
 class RequestError(ImagineError, ValueError):
@@ -45,7 +51,13 @@ class BackendError(ImagineError):
         super().__init__(redact(message), *args)
 
 
+class Refused(BackendError):
+    """The server answered, and refused this request for what it holds (400, 413, 422): the same request would be
+    refused anywhere, so a pool keeps the server and does not send it elsewhere, and the other pictures are made."""
+
+
 class Cancelled(ImagineError):
-    def __init__(self, message: str = "Render cancelled.", step: int | None = None, total: int | None = None):
+    def __init__(self, message: str = "Render cancelled.", step: int | None = None, total: int | None = None,
+                 done: tuple = ()):
         super().__init__(message)
-        self.step, self.total = step, total
+        self.step, self.total, self.done = step, total, tuple(done)

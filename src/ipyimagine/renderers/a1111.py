@@ -2,7 +2,10 @@
 history, metadata, cache and sweeps, the server does the work.
 
 `POST /sdapi/v1/txt2img` blocks until the pictures are made, so progress and previews come from polling
-`GET /sdapi/v1/progress` on another thread (its `current_image`), and Cancel is `POST /sdapi/v1/interrupt`.
+`GET /sdapi/v1/progress` on another thread (its `current_image`). The request is waited for within
+Imagine.server_timeout of wall-clock time; Cancel, Kernel -> Interrupt and a passed deadline each send the server
+`POST /sdapi/v1/interrupt`, so it does not go on drawing for nobody. The reply is untrusted: every picture is decoded
+with a size cap, and only numbers that are numbers are recorded as the server's.
 A batch of n images is one request with `batch_size` n: the server gives image i the seed S+i, as ipyimagine does.
 The server's own infotext and the seeds it used go into the record. HTTP basic auth (`--api-auth user:pass` on the
 server) is read from IPYIMAGINE_A1111_AUTH, never from configuration.
@@ -11,8 +14,9 @@ server) is read from IPYIMAGINE_A1111_AUTH, never from configuration.
 from __future__ import annotations
 
 import base64
-import io
+import binascii
 import json
+import math
 import os
 import threading
 import time
@@ -21,11 +25,14 @@ from dataclasses import replace
 from ..errors import BackendError, Cancelled, MissingDependency
 from ..redact import redact_data
 from . import Rendered, RenderJob, unused
-from .servers import explain_http, first_server, host_of, one_sentence_detail, split_server
+from .servers import TooSlow, courtesy, first_server, host_of, one_sentence_detail, picture, read_capped, refusal, split_server, wait_for
 
 AUTH_ENV = "IPYIMAGINE_A1111_AUTH"
 DEFAULT_SIZE = 512  # the web UI's own default
 POLL_SECONDS = 0.25
+STOP_TIMEOUT = 3.0
+REPLY_MAX_BYTES = 512 * 2**20  # a txt2img reply holds every picture as base64
+TEXT_MAX = 4000  # characters of a server's infotext kept in a record
 
 
 class A1111Renderer:
@@ -48,9 +55,14 @@ class A1111Renderer:
         servers = _servers(self.config)
         if not servers:
             return "AUTOMATIC1111 / Forge / SD.Next server through its sdapi (--server URL)"
-        try:
+        from ..deadline import within
+
+        def listing():
             with _client(servers[0], timeout=3) as client:
-                models = [m.get("model_name") or m.get("title") for m in client.get("/sdapi/v1/sd-models").json()]
+                return [m.get("model_name") or m.get("title") for m in client.get("/sdapi/v1/sd-models").json()]
+
+        try:
+            models = within(listing, 5)  # a whole-reply deadline: a server that drips cannot hold the listing
         except Exception as error:  # noqa: BLE001 - a listing never fails: it says what it could not read
             return f"sdapi at {host_of(servers[0])}: models not listed ({type(error).__name__})"
         return f"sdapi at {host_of(servers[0])}; models: {', '.join(str(m) for m in models[:8])}"
@@ -75,72 +87,103 @@ class A1111Renderer:
             body["override_settings"] = {"sd_model_checkpoint": job.model}
             body["override_settings_restore_afterwards"] = True
         timeout = getattr(self.config, "server_timeout", 600.0)
-        done, interrupted = threading.Event(), threading.Event()
-        watcher = threading.Thread(target=self._watch, args=(server, job, on_step, on_preview, cancelled, done, interrupted),
-                                   daemon=True)
+        done = threading.Event()
+        watcher = threading.Thread(target=self._watch, args=(server, job, on_step, on_preview, done), daemon=True)
         started = time.perf_counter()
         watcher.start()
+        client = _client(server, timeout=timeout)
         try:
-            with _client(server, timeout=timeout) as client:
-                reply = client.post("/sdapi/v1/txt2img", json=body)
-        except Exception as error:  # noqa: BLE001 - httpx's errors, each turned into one sentence
-            raise explain_http(error, server, "txt2img request", timeout) from None
+            reply = wait_for(lambda: read_capped(client, "POST", "/sdapi/v1/txt2img", REPLY_MAX_BYTES, server, "txt2img request",
+                                                 json=body), server, "txt2img request", timeout, cancelled, abandon=client.close)
+        except (Cancelled, KeyboardInterrupt, TooSlow) as stopped:
+            done.set()
+            told = courtesy(lambda: _post_interrupt(server))  # it would go on drawing for nobody
+            if isinstance(stopped, Cancelled):
+                raise Cancelled(f"Cancelled on {host_of(server)}; "
+                                f"{'the server was told to stop' if told else 'the server could not be told to stop'}.") from None
+            raise
         finally:
             done.set()
-            watcher.join(timeout=5)
+            client.close()
         if reply.status_code == 401:
             raise BackendError(f"{host_of(server)} answered 401 to the txt2img request{one_sentence_detail(reply)}; set "
                                f"{AUTH_ENV}=user:pass as the web UI's --api-auth.")
         if reply.status_code != 200:
-            raise BackendError(f"{host_of(server)} answered {reply.status_code} to the txt2img request{one_sentence_detail(reply)}.")
-        try:
-            answer = reply.json()
-            info = json.loads(answer.get("info") or "{}")
-            info = redact_data(info, server) if isinstance(info, dict) else {}  # the server's words go into the record
-            images = [_decode(b64) for b64 in answer["images"]][: len(job.seeds)]
-        except (ValueError, KeyError, TypeError):
-            raise BackendError(f"{host_of(server)} did not answer like an AUTOMATIC1111 sdapi (no images in the reply); "
-                               "check --server (the web UI must run with --api).") from None
-        if interrupted.is_set() or (cancelled is not None and cancelled()):
-            raise Cancelled(f"Cancelled on {host_of(server)}; the server stopped its render.")
-        if len(images) < len(job.seeds):
-            raise BackendError(f"{host_of(server)} sent {len(images)} of {len(job.seeds)} images.")
-        seeds = info.get("all_seeds") or [job.seeds[0] + i for i in range(len(images))]
-        notes = []
+            raise refusal(reply.status_code, f"{host_of(server)} answered {reply.status_code} to the txt2img request"
+                                             f"{one_sentence_detail(reply)}.")
+        images, info, notes = self._read(reply, server, job)
+        seeds = info.get("all_seeds")  # the seeds the server says it used: whole numbers, one a picture, or ours
+        if isinstance(seeds, list) and len(seeds) >= len(images) and all(_is_number(s, int) for s in seeds[: len(images)]):
+            seeds = [int(s) for s in seeds[: len(images)]]
+        else:
+            seeds = [job.seeds[0] + i for i in range(len(images))]
         if list(seeds[: len(job.seeds)]) != list(job.seeds):
             notes.append(f"{host_of(server)} used seeds {seeds[: len(job.seeds)]} instead of {list(job.seeds)}.")
+        infotexts = info.get("infotexts")
         params = {
-            "steps": info.get("steps", job.steps), "guidance": info.get("cfg_scale", job.guidance), "guidance_kind": "cfg",
-            "width": images[0].width, "height": images[0].height, "sampler": info.get("sampler_name"),
+            "steps": _reported(info, "steps", job.steps, int, server, notes),
+            "guidance": _reported(info, "cfg_scale", job.guidance, float, server, notes), "guidance_kind": "cfg",
+            "width": images[0].width, "height": images[0].height, "sampler": _text(info.get("sampler_name"), 100),
             "server": host_of(server), "server_seeds": seeds[: len(job.seeds)],
-            "server_infotext": (info.get("infotexts") or [None])[0], "model_hash": info.get("sd_model_hash"),
-            "seconds": round(time.perf_counter() - started, 2),
+            "server_infotext": _text(infotexts[0] if isinstance(infotexts, list) and infotexts else None, TEXT_MAX),
+            "model_hash": _text(info.get("sd_model_hash"), 80), "seconds": round(time.perf_counter() - started, 2),
         }
         if on_step is not None:
             on_step(len(job.seeds) * job.steps, len(job.seeds) * job.steps)
-        return Rendered(images=images, model=info.get("sd_model_name") or job.model or "(the server's model)",
+        return Rendered(images=images, model=_text(info.get("sd_model_name"), 200) or job.model or "(the server's model)",
                         params={k: v for k, v in params.items() if v is not None}, notes=notes)
 
+    def _read(self, reply, server: str, job: RenderJob) -> tuple[list, dict, list[str]]:
+        """The pictures (decoded as untrusted data), the server's info (a mapping, redacted) and notes, from a reply
+        that may be anything: one sentence for each way it is not what sdapi sends."""
+        not_sdapi = BackendError(f"{host_of(server)} did not answer like an AUTOMATIC1111 sdapi (no images in the reply); "
+                                 "check --server (the web UI must run with --api).")
+        try:
+            answer = reply.json()
+        except ValueError:
+            raise not_sdapi from None
+        if not isinstance(answer, dict) or not isinstance(answer.get("images"), list):
+            raise not_sdapi
+        info = answer.get("info")
+        if isinstance(info, str):
+            try:
+                info = json.loads(info or "{}")
+            except ValueError:
+                info = None
+        info = redact_data(info, server) if isinstance(info, dict) else {}  # the server's words go into the record
+        first = info.get("index_of_first_image")
+        first = int(first) if _is_number(first, int) and 0 <= first <= len(answer["images"]) else 0  # a grid comes first
+        sent = answer["images"][first: first + len(job.seeds)]
+        if len(sent) < len(job.seeds):
+            raise BackendError(f"{host_of(server)} sent {len(sent)} of {len(job.seeds)} images.")
+        images, notes = [], []
+        for item in sent:
+            image, note = picture(_b64(item, server), host_of(server), job.width, job.height, getattr(self.config, "max_pixels", None))
+            images.append(image)
+            if note and note not in notes:
+                notes.append(note)
+        return images, info, notes
+
     @staticmethod
-    def _watch(server, job, on_step, on_preview, cancelled, done, interrupted) -> None:
-        """Poll the server's progress while txt2img runs: steps, previews, and Cancel turned into an interrupt."""
+    def _watch(server, job, on_step, on_preview, done) -> None:
+        """Poll the server's progress while txt2img runs: steps and previews, until `done` (nothing is reported after)."""
         total = len(job.seeds) * job.steps
         try:
             with _client(server, timeout=5) as client:
                 while not done.wait(POLL_SECONDS):
-                    if cancelled is not None and cancelled() and not interrupted.is_set():
-                        client.post("/sdapi/v1/interrupt")
-                        interrupted.set()
                     try:
                         progress = client.get("/sdapi/v1/progress", params={"skip_current_image": "false"}).json()
                     except ValueError:
                         continue
+                    if done.is_set():
+                        return
                     fraction = progress.get("progress") or 0.0
                     if on_step is not None and fraction:
                         on_step(min(total, max(0, round(fraction * total))), total)
-                    picture = progress.get("current_image")
-                    if on_preview is not None and picture and job.preview != 0:
-                        on_preview(_decode(picture), round(fraction * total), total)
+                    current = progress.get("current_image")
+                    if on_preview is not None and current and job.preview != 0:
+                        preview, _ = picture(_b64(current, server), host_of(server), None, None, None)
+                        on_preview(preview, round(fraction * total), total)
         except Exception:  # noqa: BLE001 - progress is a courtesy: the render's own reply says what happened
             pass
 
@@ -160,11 +203,40 @@ def _client(server: str, timeout: float):
     return httpx.Client(base_url=base, params=query, timeout=timeout, auth=(user, password) if auth else in_url)
 
 
-def _decode(b64: str):
-    from PIL import Image
+def _post_interrupt(server: str) -> None:
+    """Tell the server to stop its render (AUTOMATIC1111 has one job at a time: this stops the running one)."""
+    with _client(server, timeout=STOP_TIMEOUT) as client:
+        client.post("/sdapi/v1/interrupt").raise_for_status()
 
-    if "," in b64[:64] and b64.startswith("data:"):
-        b64 = b64.split(",", 1)[1]
-    image = Image.open(io.BytesIO(base64.b64decode(b64)))
-    image.load()
-    return image.convert("RGB")
+
+def _b64(item, server: str) -> bytes:
+    """The bytes of a base64 picture (a data: URL too), or one sentence."""
+    if not isinstance(item, str):
+        raise BackendError(f"{host_of(server)} sent an image that is not base64 text.")
+    if item.startswith("data:") and "," in item[:100]:
+        item = item.split(",", 1)[1]
+    try:
+        return base64.b64decode(item, validate=False)
+    except (binascii.Error, ValueError):
+        raise BackendError(f"{host_of(server)} sent an image that is not base64 text.") from None
+
+
+def _is_number(value, kind) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value) and (kind is float or float(value).is_integer())
+
+
+def _reported(info: dict, key: str, sent, kind, server: str, notes: list[str]):
+    """The server's number for `key` when it is one, else what was sent (with a note: a string is not a number)."""
+    value = info.get(key)
+    if value is None:
+        return sent
+    if _is_number(value, kind):
+        return kind(value)
+    notes.append(f"{host_of(server)} reported {key} as {str(value)[:40]!r}, not a number; the {sent} sent is recorded.")
+    return sent
+
+
+def _text(value, limit: int) -> str | None:
+    return value[:limit] if isinstance(value, str) and value else None

@@ -1,9 +1,11 @@
 """Render on a ComfyUI server through its HTTP + websocket API, with a built-in text-to-image workflow or the user's
 own (exported with "Save (API format)", `--workflow FILE`).
 
-For each image: connect the websocket (`/ws?clientId=...`), queue the graph (`POST /prompt`), follow its progress
-and preview frames, then read the result from `/history/{id}` and `/view`. Cancel is `POST /interrupt` plus
-deleting the prompt from the queue. One prompt per seed (ComfyUI's batches share one seed), so image i really has
+For each image: connect the websocket (`/ws?clientId=...`), queue the graph (`POST /prompt`, with a prompt id of
+our own), follow its progress and preview frames, then read the result from `/history/{id}` and `/view`, all within
+Imagine.server_timeout of wall-clock time (the websocket's events are checked one by one: a server that floods other
+prompts' progress or never says done ends at the deadline). Cancel, Kernel -> Interrupt and a passed deadline take our
+prompt off the queue, and interrupt it by its id only when it is the one running. One prompt per seed (ComfyUI's batches share one seed), so image i really has
 seed S+i. The graph that was sent is kept in the record, so a rerun sends the same graph. A token for a ComfyUI
 behind a reverse proxy is read from IPYIMAGINE_COMFYUI_TOKEN, never from configuration.
 """
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import io
 import json
 import os
 import time
@@ -24,9 +25,11 @@ from ..errors import BackendError, Cancelled, MissingDependency, RequestError
 from ..files import read_text
 from ..redact import redact
 from . import Rendered, RenderJob, unused
-from .servers import explain_http, first_server, host_of, one_sentence_detail, split_server
+from .servers import STOP_SECONDS, TooSlow, courtesy, first_server, host_of, one_sentence_detail, picture, read_capped, refusal, split_server, wait_for
 
 TOKEN_ENV = "IPYIMAGINE_COMFYUI_TOKEN"
+PICTURE_MAX_BYTES = 256 * 2**20  # one finished picture from /view
+SERVER_INTERRUPTED = "interrupted the render"  # the server (not we) stopped our prompt
 SAMPLERS = ("KSampler", "KSamplerAdvanced")
 COMFY_SAMPLERS = {"euler": "euler", "euler a": "euler_ancestral", "dpm++ 2m": "dpmpp_2m", "dpm++ sde": "dpmpp_sde", "ddim": "ddim",
                   "unipc": "uni_pc", "heun": "heun", "lcm": "lcm", "lms": "lms", "ddpm": "ddpm", "dpm2": "dpm_2",
@@ -147,46 +150,72 @@ class ComfyUIRenderer:
     def render(self, job: RenderJob, on_step=None, cancelled=None, on_preview=None) -> Rendered:
         server = first_server(job, self.config, self.name)
         graph = load_workflow(job.workflow)
-        images, started, sent = [], time.perf_counter(), None
+        images, notes, started, sent = [], [], time.perf_counter(), None
         for index, seed in enumerate(job.seeds):
             sent = fill(graph, job, seed)
-            images.append(self._one(server, sent, job, index, on_step, cancelled, on_preview, images))
+            image, note = self._one(server, sent, job, index, on_step, cancelled, on_preview, images)
+            images.append(image)
+            if note and note not in notes:
+                notes.append(note)
         params = {"steps": job.steps, "guidance": job.guidance, "guidance_kind": "cfg", "width": images[0].width,
                   "height": images[0].height, "server": host_of(server), "seconds": round(time.perf_counter() - started, 2),
                   "workflow": json.dumps(graph, sort_keys=True)}
-        return Rendered(images=images, model=job.model or _checkpoint(sent) or "(the workflow's model)", params=params)
+        return Rendered(images=images, model=job.model or _checkpoint(sent) or "(the workflow's model)", params=params,
+                        notes=notes)
 
     def _one(self, server, graph, job, index, on_step, cancelled, on_preview, done_images):
-        """One prompt (one image): websocket first, so no message is missed; then queue, follow, fetch."""
-        client_id = uuid.uuid4().hex
+        """One prompt (one image) and a note on its size: websocket first, so no message is missed; then queue, follow,
+        fetch, all within the deadline. Stopped (Cancel, Interrupt, the deadline), our prompt is stopped on the server."""
+        client_id, prompt_id = uuid.uuid4().hex, str(uuid.uuid4())  # our own id: known even if the queuing is interrupted
         timeout = getattr(self.config, "server_timeout", 600.0)
-        with _http(server, timeout) as http, _websocket(server, client_id, timeout) as socket:
-            try:
-                reply = http.post("/prompt", json={"prompt": graph, "client_id": client_id})
-            except Exception as error:  # noqa: BLE001 - httpx's errors, each one sentence
-                raise explain_http(error, server, "prompt", timeout) from None
-            if reply.status_code != 200:
-                raise BackendError(f"{host_of(server)} refused the workflow ({reply.status_code}){_node_errors(reply)}.")
-            prompt_id = reply.json().get("prompt_id")
-            self._follow(socket, server, http, prompt_id, job, index, on_step, cancelled, on_preview, done_images)
-            history = http.get(f"/history/{prompt_id}").json().get(prompt_id, {})
-            files = [image for output in history.get("outputs", {}).values() for image in output.get("images", [])]
-            if not files:
-                raise BackendError(f"{host_of(server)} finished the workflow without a saved image (it needs a SaveImage node).")
-            picture = http.get("/view", params={k: files[0].get(k, "") for k in ("filename", "subfolder", "type")})
-        from PIL import Image
+        ends = time.monotonic() + timeout
+        http, queued, finished = _http(server, timeout), False, False
 
-        image = Image.open(io.BytesIO(picture.content))
-        image.load()
-        return image.convert("RGB")
+        def left() -> float:
+            return max(0.0, ends - time.monotonic())
 
-    def _follow(self, socket, server, http, prompt_id, job, index, on_step, cancelled, on_preview, done_images) -> None:
-        """Read the websocket until the prompt is done: progress, preview frames, errors, Cancel."""
+        def ask(what, method, path, cap=2**24, **kwargs):
+            return wait_for(lambda: read_capped(http, method, path, cap, server, what, **kwargs), server, what, left(), cancelled,
+                            abandon=http.close, setting=timeout)
+
+        try:
+            with _websocket(server, client_id, timeout) as socket:
+                queued = True  # from here on the prompt may be on the server's queue
+                reply = ask("prompt", "POST", "/prompt", json={"prompt": graph, "client_id": client_id, "prompt_id": prompt_id})
+                if reply.status_code != 200:
+                    queued = False
+                    raise refusal(reply.status_code, f"{host_of(server)} refused the workflow ({reply.status_code}){_node_errors(reply)}.")
+                prompt_id = _prompt_id(reply, server)
+                self._follow(socket, server, prompt_id, job, index, on_step, cancelled, on_preview, done_images, ends)
+                finished = True
+                files = _saved_images(ask("history request", "GET", f"/history/{prompt_id}"), prompt_id)
+                if not files:
+                    raise BackendError(f"{host_of(server)} finished the workflow without a saved image (it needs a SaveImage node).")
+                where = {k: str(files[0].get(k, ""))[:1000] for k in ("filename", "subfolder", "type")}
+                fetched = ask("finished picture", "GET", "/view", PICTURE_MAX_BYTES, params=where)
+        except BaseException as stopped:  # Cancel, Interrupt, the deadline, a reply we cannot read: our prompt must not run on
+            if queued and not finished:
+                how = _stop(server, prompt_id)
+                if isinstance(stopped, Cancelled) and SERVER_INTERRUPTED not in str(stopped):
+                    raise Cancelled(f"Cancelled on {host_of(server)}; {how}.") from None
+            raise
+        finally:
+            http.close()
+        if fetched.status_code != 200:
+            raise BackendError(f"{host_of(server)} answered {fetched.status_code} for the finished picture{one_sentence_detail(fetched)}.")
+        return picture(fetched.content, host_of(server), job.width, job.height, getattr(self.config, "max_pixels", None))
+
+    def _follow(self, socket, server, prompt_id, job, index, on_step, cancelled, on_preview, done_images, ends) -> None:
+        """Read the websocket until the prompt is done: progress, preview frames, errors; Cancel and the deadline are
+        checked at every event, so a flood of other prompts' events cannot hold the cell."""
         total = job.steps * len(job.seeds)
         while True:
             if cancelled is not None and cancelled():
-                how = _stop(http, prompt_id)
-                raise Cancelled(f"Cancelled on {host_of(server)}; {how}.")
+                raise Cancelled(f"Cancelled on {host_of(server)}.")
+            if time.monotonic() > ends:
+                timeout = getattr(self.config, "server_timeout", 600.0)
+                raise TooSlow(f"{host_of(server)} did not finish the workflow within {timeout:g} s; try again, or raise "
+                              "Imagine.server_timeout.")
             try:
                 message = socket.recv(timeout=0.25)
             except TimeoutError:
@@ -195,29 +224,33 @@ class ComfyUIRenderer:
                 raise BackendError(f"{host_of(server)} closed the websocket during the render (the server stopped or crashed).") from None
             if isinstance(message, bytes):
                 if on_preview is not None and job.preview != 0 and len(message) > 8:
-                    from PIL import Image
-
                     from ..display import grid
 
                     try:
-                        preview = Image.open(io.BytesIO(message[8:])).convert("RGB")
+                        preview, _ = picture(message[8:], host_of(server), None, None, None)
                         on_preview(grid([*done_images, preview]) if done_images else preview, index * job.steps, total)
                     except Exception:  # noqa: BLE001 - a preview frame that cannot be read costs nothing
                         pass
                 continue
-            event = json.loads(message)
-            data = event.get("data") or {}
+            try:
+                event = json.loads(message)
+            except ValueError:
+                event = None
+            if not isinstance(event, dict):
+                raise BackendError(f"{host_of(server)} sent a websocket message that is not ComfyUI's JSON; check that --server "
+                                   "is a ComfyUI.")
+            data = event.get("data") if isinstance(event.get("data"), dict) else {}
             if data.get("prompt_id") not in (None, prompt_id):
                 continue
             kind = event.get("type")
-            if kind == "progress" and on_step is not None:
-                on_step(min(total, index * job.steps + int(data.get("value", 0))), total)
+            if kind == "progress" and on_step is not None and isinstance(data.get("value"), int):
+                on_step(min(total, index * job.steps + max(0, data["value"])), total)
             elif kind == "execution_error":
                 said = redact(str(data.get("exception_message") or data.get("exception_type") or "an error")[:100_000], server)
                 node = redact(str(data.get("node_type") or data.get("node_id"))[:100], server)
                 raise BackendError(f"{host_of(server)} failed in node {node}: {said.strip()[:160]}.")
             elif kind == "execution_interrupted":
-                raise Cancelled(f"{host_of(server)} interrupted the render.")
+                raise Cancelled(f"{host_of(server)} {SERVER_INTERRUPTED}.")
             elif kind == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
                 return
 
@@ -228,20 +261,51 @@ def _checkpoint(graph) -> str | None:
     return next((n["inputs"].get("ckpt_name") for n in graph.values() if n.get("class_type") == "CheckpointLoaderSimple"), None)
 
 
-def _stop(http, prompt_id) -> str:
+def _stop(server: str, prompt_id: str) -> str:
     """Stop our own prompt on a server others may share: take it off the queue (it cannot start after that), and
     interrupt it by its id only when it is the one running; never a bare /interrupt, which stops whatever runs.
-    Says what was done."""
-    try:
-        http.post("/queue", json={"delete": [prompt_id]})
-        queue = http.get("/queue").json()
-        running = [item[1] for item in queue.get("queue_running", []) if isinstance(item, list) and len(item) > 1]
-        if prompt_id in running:
-            http.post("/interrupt", json={"prompt_id": prompt_id})
-            return "the prompt was interrupted"
-    except Exception:  # noqa: BLE001 - stopping is a courtesy to the server: the cell stops either way
+    Within a few seconds, on a connection of its own; says what was done."""
+    done = []
+
+    def call() -> None:
+        with _http(server, STOP_SECONDS) as http:
+            http.post("/queue", json={"delete": [prompt_id]}).raise_for_status()
+            queue = http.get("/queue").json()
+            running = queue.get("queue_running", []) if isinstance(queue, dict) else []
+            if prompt_id in [item[1] for item in running if isinstance(item, list) and len(item) > 1]:
+                http.post("/interrupt", json={"prompt_id": prompt_id}).raise_for_status()
+                done.append("the prompt was interrupted")
+
+    if not courtesy(call):
         return "the server could not be told to stop"
-    return "the prompt was taken off the queue"
+    return done[0] if done else "the prompt was taken off the queue"
+
+
+def _prompt_id(reply, server: str) -> str:
+    """The id ComfyUI gave the queued prompt, from a reply that may be anything."""
+    try:
+        answer = reply.json()
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict) or not isinstance(answer.get("prompt_id"), str) or not answer["prompt_id"]:
+        raise BackendError(f"{host_of(server)} did not answer the prompt as ComfyUI does (no prompt_id); check that --server is a "
+                           "ComfyUI.")
+    return answer["prompt_id"][:200]
+
+
+def _saved_images(reply, prompt_id: str) -> list[dict]:
+    """The images a finished prompt saved, from /history/{id} (nothing, for a reply that is not the history)."""
+    try:
+        history = reply.json()
+    except ValueError:
+        return []
+    entry = history.get(prompt_id) if isinstance(history, dict) else None
+    outputs = entry.get("outputs") if isinstance(entry, dict) else None
+    found = []
+    for output in (outputs.values() if isinstance(outputs, dict) else []):
+        images = output.get("images") if isinstance(output, dict) else None
+        found += [image for image in (images if isinstance(images, list) else []) if isinstance(image, dict)]
+    return found
 
 
 def _node_errors(reply) -> str:
@@ -295,7 +359,7 @@ def _websocket(server: str, client_id: str, timeout: float):
     if in_url and "Authorization" not in headers:
         headers["Authorization"] = "Basic " + base64.b64encode(f"{in_url[0]}:{in_url[1]}".encode()).decode()
     try:
-        opened = connect(url, additional_headers=headers, open_timeout=min(timeout, 30), max_size=2**26)
+        opened = connect(url, additional_headers=headers, open_timeout=min(timeout, 30), close_timeout=1, max_size=2**26)
         socket = opened.__enter__()
     except Exception as error:  # noqa: BLE001 - refused, 401 at the handshake, wrong address: one sentence
         status = getattr(getattr(error, "response", None), "status_code", None)

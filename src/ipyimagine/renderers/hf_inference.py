@@ -3,19 +3,22 @@ provider `auto` or a named one (Imagine.hf_provider), the token from HF_TOKEN (n
 `--server URL` points the same client at any compatible endpoint (a dedicated Inference Endpoint, a test server).
 
 Only what the user or the model asked for is sent; a setting left unset is the provider's choice and is recorded
-as such (None), not as a number that was never used. The call blocks: no progress within an image, and Cancel acts
-between images.
+as such (None), not as a number that was never used. The call blocks: no progress within an image; each picture is
+waited for within Imagine.server_timeout of wall-clock time (a server that drips a byte a second ends there), and
+Cancel or Kernel -> Interrupt stop the wait at once. The picture is read as untrusted data (size-capped, one sentence
+for a bomb, a truncated picture or something that is not one).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import replace
 
 from ..errors import BackendError, Cancelled, MissingDependency, RequestError
 from . import Rendered, RenderJob, unused
-from .servers import host_of
+from .servers import TooSlow, host_of, picture, refusal
 
 TOKEN_ENV = "HF_TOKEN"
 
@@ -70,20 +73,31 @@ class HFInferenceRenderer:
                                        "num_inference_steps": job.steps, "guidance_scale": job.guidance,
                                        "model": None if server else job.model, "scheduler": _scheduler(job.sampler)}.items()
                      if v is not None}
-        images, started = [], time.perf_counter()
+        from ..deadline import DeadlinePassed, within
+
+        images, notes, started = [], [], time.perf_counter()
         for index, seed in enumerate(job.seeds):
             if cancelled is not None and cancelled():
                 raise Cancelled(f"Cancelled after {index} of {len(job.seeds)} images.", index, len(job.seeds))
-            try:
-                images.append(client.text_to_image(job.prompt, seed=seed, **arguments).convert("RGB"))
+            try:  # the client's timeout is between two bytes: the deadline is on the whole reply
+                opened = within(lambda seed=seed: client.text_to_image(job.prompt, seed=seed, **arguments), timeout, cancelled)
+            except DeadlinePassed:
+                raise TooSlow(f"{where} did not finish the picture within {timeout:g} s; try again, or raise Imagine.server_timeout.") from None
+            except Cancelled:
+                raise Cancelled(f"Cancelled after {index} of {len(job.seeds)} images.", index, len(job.seeds)) from None
             except Exception as error:  # noqa: BLE001 - huggingface_hub's errors, each turned into one sentence
                 raise _explain(error, where, job.model, timeout) from None
+            image, note = _checked(opened, where, job, getattr(self.config, "max_pixels", None))
+            images.append(image)
+            if note and note not in notes:
+                notes.append(note)
             if on_step is not None:
                 on_step(index + 1, len(job.seeds))
         params = {"steps": job.steps, "guidance": job.guidance, "guidance_kind": job.guidance_kind, "width": images[0].width,
                   "height": images[0].height, "provider": provider, "server": host_of(server) if server else None,
                   "seconds": round(time.perf_counter() - started, 2)}
-        notes = [] if job.steps and job.guidance is not None else ["Settings left unset were the provider's own choice; they are not recorded."]
+        if not (job.steps and job.guidance is not None):
+            notes.append("Settings left unset were the provider's own choice; they are not recorded.")
         return Rendered(images=images, model=job.model or "(the endpoint's model)",
                         params={k: v for k, v in params.items() if v is not None}, notes=notes)
 
@@ -97,12 +111,33 @@ def _scheduler(sampler: str | None) -> str | None:
     return (SCHEDULERS.get(sampler.lower()) or [sampler])[0]
 
 
+def _checked(opened, where: str, job: RenderJob, max_pixels: int | None):
+    """The picture huggingface_hub opened (lazily: nothing decoded yet), read again as untrusted data from its bytes."""
+    raw = getattr(getattr(opened, "fp", None), "getvalue", None)
+    if raw is None:  # not the lazily opened file this version of huggingface_hub hands back: check what can be
+        width, height = opened.size
+        from ..pixels import REPLY_MAX_PIXELS
+
+        limit = max_pixels or REPLY_MAX_PIXELS
+        if width * height > limit:
+            raise BackendError(f"{where} sent a {width}x{height} picture, more than the {limit:,} pixels allowed (Imagine.max_pixels).")
+        try:
+            return opened.convert("RGB"), None
+        except Exception:  # noqa: BLE001 - truncated or corrupt
+            raise BackendError(f"{where} sent a picture that is truncated or corrupt.") from None
+    return picture(raw(), where, job.width, job.height, max_pixels)
+
+
 def _explain(error: Exception, where: str, model: str | None, timeout: float) -> BackendError:
     """One sentence for each way an Inference Providers call fails (the token never appears in it)."""
     from ..redact import redact  # every secret in use: HF_TOKEN, the other backends' and the server address's
 
-    status = getattr(getattr(error, "response", None), "status_code", None)
     name = type(error).__name__
+    if name == "DecompressionBombError":  # huggingface_hub opens the reply with Pillow: these come from there
+        return BackendError(f"{where} sent a picture too large to open safely (Pillow's decompression-bomb limit).")
+    if name == "UnidentifiedImageError":
+        return BackendError(f"{where} sent image data that is not a picture.")
+    status = getattr(getattr(error, "response", None), "status_code", None)
     said = ""
     response = getattr(error, "response", None)
     if response is not None:
@@ -122,12 +157,12 @@ def _explain(error: Exception, where: str, model: str | None, timeout: float) ->
     elif status is not None and status >= 500:
         message = f"{where} failed ({status}){said}; try again later."
     elif status is not None:
-        message = f"{where} answered {status}{said}."
+        return refusal(status, redact(f"{where} answered {status}{said}."))
     elif "Timeout" in name:
         message = f"{where} did not answer within {timeout:g} s; try again, or raise Imagine.server_timeout."
     elif "Connect" in name:
         message = f"Cannot reach {where}; check the network (or that --server is running)."
     else:
-        said = redact(str(error)[:100_000]).splitlines()  # redacted before it is cut short: no half secret survives
+        said = redact(re.sub(r"<[^<>]{0,200} at 0x[0-9a-fA-F]+>", "the reply", str(error)[:100_000])).splitlines()  # redacted before it is cut short
         message = f"The request to {where} failed ({name}: {said[0][:120] if said else ''})."
     return BackendError(redact(message))
