@@ -210,9 +210,15 @@ class ImagineMagics(Magics):
 
         in_notebook = getattr(self.shell, "kernel", None) is not None
         progress = NotebookProgress() if in_notebook else TextProgress()
+        stopped = None  # an error that came after some pictures were finished: they are shown, then it is
         try:
             with _one_line():
-                result = make(progress)
+                try:
+                    result = make(progress)
+                except ImagineError as error:
+                    if not error.done:
+                        raise
+                    stopped, result = error, list(error.done)
         except KeyboardInterrupt:
             progress.close()
             at = f" at step {progress.done} of {progress.total}" if progress.total else ""
@@ -230,7 +236,14 @@ class ImagineMagics(Magics):
             caption = shown.html_caption() if hasattr(shown, "html_caption") else html_caption(shown)
             display({"text/html": caption}, raw=True)
         if out:
-            self.shell.user_ns[out] = result
+            self.shell.user_ns[out] = result[0] if stopped is not None and len(result) == 1 else result
+        if stopped is not None:
+            if raise_errors():
+                raise stopped
+            from .errors import Cancelled
+
+            told = "" if isinstance(stopped, Cancelled) else " The pictures finished before it are shown above, and kept."
+            raise UsageError(f"{stopped}{told}")
 
 
 ImagineMagics.imagine.__doc__ = f"""Expand an idea into a detailed prompt and render it inline.

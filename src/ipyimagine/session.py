@@ -19,12 +19,45 @@ from pathlib import Path
 from . import registry, render_thread
 from .cache import Cache, key_of
 from .config import Imagine
-from .errors import RequestError
+from .errors import Cancelled, ImagineError, RequestError
 from .params import BY_NAME, MAX_SEED, from_record, refuse_unsupported
-from .pool import BatchProgress, ServerPool
+from .pool import BatchProgress, ServerPool, Unfinished, run_all
 from .renderers import Rendered, RenderJob
 from .request import Expansion, Generation, Request, public_url
 from .styles import get_style
+
+
+class _PartlyMade(Exception):
+    """Some of a job's pictures were made before `error` stopped the rest: `seeds` and `rendered` hold them (in the
+    cache already), `notes` what the cache could not keep."""
+
+    def __init__(self, error: BaseException, seeds: tuple, rendered: Rendered, notes: list | None = None):
+        super().__init__(str(error))
+        self.error, self.seeds, self.rendered, self.notes = error, seeds, rendered, notes or []
+
+
+def _cut_short(error: BaseException, done, asked: int) -> BaseException:
+    """What to raise when `error` stopped work after the Generations in `done` (recorded) were made, of `asked`
+    pictures: an Interrupt or Cancel becomes a Cancelled that says so and carries them, another of our errors carries
+    them in its `done`; with nothing done, the error itself."""
+    done = tuple(done)
+    if not done:
+        return error
+    made = sum(len(g.images) for g in done)
+    if isinstance(error, (KeyboardInterrupt, Cancelled)):
+        how = "Interrupted" if isinstance(error, KeyboardInterrupt) else "Cancelled"
+        return Cancelled(f"{how}: {made} of {asked} pictures were finished and kept; the rest were not made.", done=done)
+    if isinstance(error, ImagineError):
+        error.done = done
+    return error
+
+
+def _why_stopped(error: BaseException) -> str:
+    if isinstance(error, KeyboardInterrupt):
+        return "the render was interrupted."
+    if isinstance(error, Cancelled):
+        return "the render was cancelled."
+    return _reason(error)
 
 
 def _cell_progress(on_step, index: int, cells: int):
@@ -136,8 +169,15 @@ class Session:
             for note in job.notes:
                 on_notice(note)
 
-        # 5. Render the images the cache does not have.
-        rendered, cache_notes = self._render(renderer, job, request.cache, on_step, cancelled, on_preview)
+        # 5. Render the images the cache does not have. Stopped part way (Interrupt, Cancel, a request the server
+        #    refused), the pictures that were finished are recorded all the same, and the error carries them.
+        stopped, made = None, seeds
+        try:
+            rendered, cache_notes = self._render(renderer, job, request.cache, on_step, cancelled, on_preview)
+        except _PartlyMade as cut:
+            stopped, made, rendered = cut.error, cut.seeds, cut.rendered
+            cache_notes = [f"Only {len(made)} of {len(seeds)} pictures were made (seeds {', '.join(map(str, made))}): "
+                           f"{_why_stopped(stopped)}", *cut.notes]
         finished = time.perf_counter()
 
         # 6. Record.
@@ -145,7 +185,7 @@ class Session:
             request=request,
             expansion=expansion,
             images=tuple(rendered.images),
-            seeds=seeds,
+            seeds=made,
             backend=renderer.name,
             model=rendered.model,
             params={**rendered.params, "base_url": public_url(job.base_url)} if job.base_url else rendered.params,
@@ -160,7 +200,10 @@ class Session:
             id=uuid.uuid4().hex[:10],
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
-        return self._keep(generation, request.save)
+        generation = self._keep(generation, request.save)
+        if stopped is not None:
+            raise _cut_short(stopped, (generation,), len(seeds)) from None
+        return generation
 
     def _keep(self, generation: Generation, save_dir: str | None) -> Generation:
         """History, the user log and --save: each write that fails costs a note, never the picture."""
@@ -228,21 +271,37 @@ class Session:
         return self._many(list(requests), on_step, cancelled, on_notice)
 
     def _many(self, requests: list[Request], on_step, cancelled, on_notice) -> list[Generation]:
-        """Generations for several requests, in order: at once over a pool's servers, else one after another."""
+        """Generations for several requests, in order: at once over a pool's servers, else one after another.
+        Interrupt or Cancel stops what is left at once (over a pool, each server is told to stop its render); what was
+        finished is recorded and carried by the error (`done`), so a face shows it."""
         first = self.filled(requests[0])
         renderer = self.renderer(first.backend)
         servers = tuple(first.server or ())
+        asked = sum(r.n for r in requests)
         if len(servers) > 1 and not getattr(renderer, "runs_locally", True):
-            from concurrent.futures import ThreadPoolExecutor
-
             progress = BatchProgress(on_step, len(requests))
             slots = len(servers) * max(1, self.config.server_concurrency)
-            with ThreadPoolExecutor(max_workers=min(slots, len(requests)), thread_name_prefix="ipyimagine-batch") as executor:
-                futures = [executor.submit(self.imagine, r, on_step=progress.part(i), cancelled=cancelled,
-                                           on_notice=on_notice if i == 0 else None) for i, r in enumerate(requests)]
-                return [f.result() for f in futures]
-        return [self.imagine(r, on_step=_cell_progress(on_step, i, len(requests)), cancelled=cancelled,
-                             on_notice=on_notice if i == 0 else None) for i, r in enumerate(requests)]
+            calls = [lambda halted, i=i, r=r: self.imagine(r, on_step=progress.part(i), cancelled=halted,
+                                                           on_notice=on_notice if i == 0 else None)
+                     for i, r in enumerate(requests)]
+            try:
+                return run_all(calls, slots, cancelled, "ipyimagine-batch")
+            except Unfinished as cut:
+                done = []
+                for i in range(len(requests)):  # in order: each finished request, and what a stopped one had made
+                    done.extend([cut.finished[i]] if i in cut.finished else getattr(cut.failed.get(i), "done", ()))
+                raise _cut_short(cut.error, done, asked) from None
+        made: list[Generation] = []
+        for i, request in enumerate(requests):
+            try:
+                made.append(self.imagine(request, on_step=_cell_progress(on_step, i, len(requests)), cancelled=cancelled,
+                                         on_notice=on_notice if i == 0 else None))
+            except (ImagineError, KeyboardInterrupt) as error:
+                done = made + list(getattr(error, "done", ()))
+                if not done:
+                    raise
+                raise _cut_short(error, done, asked) from None
+        return made
 
     def rerun(self, record: dict, on_step=None, cancelled=None, on_notice=None, on_preview=None, yes: bool = False,
               **changes) -> Generation:
@@ -330,11 +389,24 @@ class Session:
             return renderer.render(job, on_step=on_step, cancelled=cancelled, **previews)
         progress = BatchProgress(on_step, len(job.seeds))
         noted = len(pool.notes)  # the pool outlives this job: only what happened during it is this picture's note
-        works = [lambda server, i=i, seed=seed: renderer.render(replace(job, seeds=(seed,), server=(server,)),
-                                                               on_step=progress.part(i), cancelled=cancelled)
+        works = [lambda server, halted, i=i, seed=seed: renderer.render(replace(job, seeds=(seed,), server=(server,)),
+                                                                       on_step=progress.part(i), cancelled=halted)
                  for i, seed in enumerate(job.seeds)]
-        parts = pool.map(works, cancelled)
-        notes = list(dict.fromkeys(n for part in parts for n in part.notes)) + pool.notes[noted:]
+        try:
+            parts = pool.map(works, cancelled)
+        except Unfinished as cut:  # stopped part way: what was finished is kept
+            if not cut.finished:
+                raise cut.error from None
+            kept = sorted(cut.finished)
+            raise _PartlyMade(cut.error, tuple(job.seeds[i] for i in kept),
+                              self._pooled([cut.finished[i] for i in kept], pool.notes[noted:])) from None
+        return self._pooled(parts, pool.notes[noted:])
+
+    @staticmethod
+    def _pooled(parts: list[Rendered], pool_notes: list[str]) -> Rendered:
+        """One Rendered from the pool's single-image parts: their images in order, the first's settings, every note once
+        (a part drawn at another size than the others says so in its own note)."""
+        notes = list(dict.fromkeys(n for part in parts for n in part.notes)) + list(pool_notes)
         return Rendered(images=[image for part in parts for image in part.images], model=parts[0].model,
                         params={**parts[0].params, "servers": sorted({p.params.get("server", "") for p in parts} - {""})},
                         notes=notes, load_seconds=0.0)
@@ -349,14 +421,27 @@ class Session:
         found = {seed: cache.get_image(keys[seed]) for seed in job.seeds} if use_cache else {}
         missing = tuple(seed for seed in job.seeds if found.get(seed) is None)
         notes: list[str] = []
-        if missing:
-            fresh = self._fresh(renderer, replace(job, seeds=missing), on_step, cancelled, on_preview)
+
+        def keep(seeds, fresh: Rendered) -> dict:
             about = {"model": fresh.model, "params": fresh.params, "notes": fresh.notes}
-            for seed, image in zip(missing, fresh.images):
+            for seed, image in zip(seeds, fresh.images):
                 problem = cache.put_image(keys[seed], image, about)
                 if problem and not notes:
                     notes.append(f"The picture is fine; {problem}.")
                 found[seed] = (image, about)
+            return about
+
+        if missing:
+            try:
+                fresh = self._fresh(renderer, replace(job, seeds=missing), on_step, cancelled, on_preview)
+            except _PartlyMade as cut:  # what was finished is cached, and handed on with the cached ones
+                about = keep(cut.seeds, cut.rendered)
+                have = tuple(seed for seed in job.seeds if found.get(seed) is not None)
+                raise _PartlyMade(cut.error, have, Rendered(
+                    images=[found[seed][0] for seed in have], model=about["model"],
+                    params={**about["params"], "cached_images": len(have) - len(cut.seeds)}, notes=list(about["notes"])),
+                    notes) from None
+            about = keep(missing, fresh)
         else:
             fresh, about = None, found[job.seeds[0]][1]
         rendered = Rendered(
