@@ -12,6 +12,7 @@ import inspect
 import json
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 DEFAULT_STEPS = 20  # when the model says nothing better: enough for most samplers, below diffusers' 50
@@ -63,11 +64,60 @@ def _downscale(folder: Path, index: dict) -> int:
     return 8
 
 
-def _signature_defaults(pipeline_class) -> dict:
-    if pipeline_class is None:
+@dataclass(frozen=True)
+class PipelineCall:
+    """What a pipeline class's __call__ takes: its parameter names (those ipyimagine asks about) and plain defaults."""
+
+    name: str
+    params: frozenset
+    defaults: dict
+
+
+CALLS_FILE = Path(__file__).with_name("pipeline_calls.json")  # made by tools/pipeline_calls.py from diffusers itself
+
+
+@lru_cache(maxsize=1)
+def _calls_table() -> dict:
+    """The table of pipeline calls, when it was made from the diffusers installed here (else {}: ask diffusers)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        table = json.loads(CALLS_FILE.read_text(encoding="utf-8"))
+        installed = version("diffusers")
+    except (OSError, ValueError, PackageNotFoundError):
         return {}
-    return {name: p.default for name, p in inspect.signature(pipeline_class.__call__).parameters.items()
-            if p.default is not inspect.Parameter.empty}
+    return table if table.get("diffusers") == installed else {}
+
+
+def pipeline_call(name: str | None) -> PipelineCall | None:
+    """A pipeline class's call, by name: from the table (no torch, no diffusers: a cached cell stays light), else from
+    diffusers itself (a class the table does not have, or another diffusers version); None if diffusers lacks it."""
+    if not isinstance(name, str) or not name:
+        return None
+    known = _calls_table().get("pipelines", {}).get(name)
+    if known is not None:
+        return PipelineCall(name, frozenset(known["params"]), dict(known["defaults"]))
+    import importlib.util
+
+    if importlib.util.find_spec("diffusers") is None:
+        return None
+    from .diffusers_loading import import_torch_and_diffusers
+
+    return call_of_class(getattr(import_torch_and_diffusers()[1], name, None))
+
+
+def call_of_class(pipeline_class) -> PipelineCall | None:
+    if not isinstance(pipeline_class, type):
+        return None
+    parameters = inspect.signature(pipeline_class.__call__).parameters
+    defaults = {n: p.default for n, p in parameters.items() if p.default is not inspect.Parameter.empty}
+    return PipelineCall(pipeline_class.__name__, frozenset(parameters), defaults)
+
+
+def scheduler_compatibles(name: str | None) -> set[str] | None:
+    """The scheduler classes that can replace scheduler `name` (itself included), from the table; None if unknown."""
+    found = _calls_table().get("schedulers", {}).get(name) if isinstance(name, str) else None
+    return {name, *found} if found is not None else None
 
 
 def _number(value) -> float | None:
@@ -137,16 +187,19 @@ def card_settings(folder: Path, pipeline: str, named: str) -> dict:
     return {}
 
 
-def read_family(folder: Path, pipeline_class, recommended: dict | None = None, label: str | None = None) -> Family:
-    """The family of the model in `folder` whose pipeline class is `pipeline_class` (None if diffusers lacks it);
+def read_family(folder: Path, call, recommended: dict | None = None, label: str | None = None) -> Family:
+    """The family of the model in `folder` whose pipeline's call is `call` (a PipelineCall, or a pipeline class; None
+    if diffusers lacks it);
     `label` is the model as the user named it (a hub id's cache folder is only a hash). Steps and guidance: the
     folder's recommended.json, else its model card, else the family's own."""
     index = read_json(folder / "model_index.json")
     named_early = " ".join(str(v) for v in (label or "", folder.name, index.get("_name_or_path", "")))
-    class_name = index.get("_class_name") or (pipeline_class.__name__ if pipeline_class else "")
+    call = call if isinstance(call, PipelineCall) or call is None else call_of_class(call)
+    class_name = index.get("_class_name") or (call.name if call else "")
     recommended = {**card_settings(folder, class_name, named_early), **(recommended or {})}
-    defaults = _signature_defaults(pipeline_class)
-    name = index.get("_class_name") or (pipeline_class.__name__ if pipeline_class else "DiffusionPipeline")
+    defaults = call.defaults if call else {}
+    params = call.params if call else frozenset()
+    name = index.get("_class_name") or (call.name if call else "DiffusionPipeline")
     unet = read_json(folder / "unet" / "config.json")
     transformer = read_json(folder / "transformer" / "config.json")
     scale = _downscale(folder, index)
@@ -171,7 +224,7 @@ def read_family(folder: Path, pipeline_class, recommended: dict | None = None, l
     distilled = index.get("is_distilled") is True or transformer.get("is_distilled") is True  # FLUX.2 klein's distilled folders
     if unet.get("time_cond_proj_dim") is not None or transformer.get("guidance_embeds") is True:
         kind = "distilled"
-    elif distilled or "guidance_scale" not in defaults and "guidance_scale" not in _params(pipeline_class):
+    elif distilled or "guidance_scale" not in defaults and "guidance_scale" not in params:
         kind = "none"
     elif signature_guidance is None or ("true_cfg_scale" in defaults and transformer.get("guidance_embeds") is False):
         kind = "none"  # Qwen-Image, FLUX.1-schnell: guidance_scale is read only by guidance-distilled variants
@@ -191,7 +244,6 @@ def read_family(folder: Path, pipeline_class, recommended: dict | None = None, l
     else:
         guidance = float(_number(signature_guidance) if _number(signature_guidance) is not None else 7.5)
 
-    params = _params(pipeline_class)
     callback = "step_end" if "callback_on_step_end" in params else "legacy" if "callback" in params and "callback_steps" in params else "none"
     absent = tuple(k for k, v in index.items() if isinstance(v, list) and len(v) == 2 and v[0] is None and v[1] is None)
     return Family(
@@ -210,10 +262,6 @@ def _spatial_patch(value) -> int:
         value = value[-1]
     number = _number(value)
     return int(number) if number and number >= 1 else 1
-
-
-def _params(pipeline_class) -> set[str]:
-    return set(inspect.signature(pipeline_class.__call__).parameters) if pipeline_class is not None else set()
 
 
 def round_size(width: int, height: int, multiple: int) -> tuple[int, int]:

@@ -21,7 +21,17 @@ from pathlib import Path
 from ..errors import BackendError, Cancelled, MissingDependency, ModelNotFound, RequestError
 from ..pngmeta import SAMPLERS
 from . import Rendered, RenderJob, unused
-from .diffusers_families import DEFAULT_STEPS, FEW_STEPS, Family, few_step_name, read_family, read_json, round_size
+from .diffusers_families import (
+    DEFAULT_STEPS,
+    FEW_STEPS,
+    Family,
+    few_step_name,
+    pipeline_call,
+    read_family,
+    read_json,
+    round_size,
+    scheduler_compatibles,
+)
 from .diffusers_loading import (
     INSTALL_HINT,
     Placement,
@@ -72,15 +82,12 @@ def _model_folder(model: str | None) -> Path | None:
     return Path(found).parent if isinstance(found, str) else None
 
 
-def _pipeline_class(folder: Path | None):
-    """The diffusers pipeline class a folder declares (model_index.json's _class_name), without loading weights."""
+def _pipeline_call(folder: Path | None):
+    """The call of the diffusers pipeline class a folder declares (model_index.json's _class_name), without loading
+    weights, and from the table of pipeline calls where it has the class (without importing torch or diffusers)."""
     if folder is None:
         return None
-    name = read_json(folder / "model_index.json").get("_class_name")
-    if not isinstance(name, str) or importlib.util.find_spec("diffusers") is None:
-        return None
-    _, diffusers = import_torch_and_diffusers()
-    return getattr(diffusers, name, None)
+    return pipeline_call(read_json(folder / "model_index.json").get("_class_name"))
 
 
 def parse_lora(entry: str) -> tuple[Path, float]:
@@ -142,7 +149,7 @@ class DiffusersRenderer:
         libraries = missing_libraries(folder)
         if libraries:
             return f"{model or BUNDLED_NAME} needs {' and '.join(libraries)}: pip install {' '.join(libraries)}"
-        if family is not None and _pipeline_class(folder) is None:
+        if family is not None and _pipeline_call(folder) is None:
             return f"{model or BUNDLED_NAME} needs the pipeline {family.pipeline}, which this diffusers ({_version('diffusers')}) does not have"
         return None
 
@@ -181,7 +188,7 @@ class DiffusersRenderer:
             folder = _model_folder(model)
             if folder is None or not (folder / "model_index.json").exists():
                 return None
-            self._families[model] = read_family(folder, _pipeline_class(folder), recommended_settings(model), label=model)
+            self._families[model] = read_family(folder, _pipeline_call(folder), recommended_settings(model), label=model)
         return self._families[model]
 
     def default_guidance(self, model: str | None, pipe=None) -> float | None:
@@ -592,11 +599,14 @@ def scheduler_for(sampler: str, folder, pipeline: str, pipe=None) -> str:
     from ..pngmeta import SCHEDULERS
 
     if pipe is not None:
-        own = type(pipe.scheduler)
+        name = type(pipe.scheduler).__name__
     else:
         name = read_json(folder / "scheduler" / "scheduler_config.json").get("_class_name") if folder is not None else None
-        own = getattr(_import_schedulers(), name, None) if isinstance(name, str) else None
-    fitting = {own.__name__, *getattr(own, "_compatibles", [])} if own is not None else set()
+    fitting = scheduler_compatibles(name)  # from the table: no diffusers import to resolve a cell
+    if fitting is None and isinstance(name, str):
+        own = type(pipe.scheduler) if pipe is not None else getattr(_import_schedulers(), name, None)
+        fitting = {own.__name__, *(c if isinstance(c, str) else c.__name__ for c in getattr(own, "_compatibles", []))} if own else set()
+    fitting = fitting or set()
     candidates = SCHEDULERS.get(sampler.strip().lower())
     if not candidates:
         known = sorted({n for n in SAMPLERS.values()})
@@ -639,12 +649,10 @@ class _Progress:
         self.report(step_index + 1, latents, step_index + 1)
 
 
-@lru_cache(maxsize=64)
 def _call_params(pipeline_name: str) -> frozenset:
-    """The arguments a pipeline class's __call__ takes, by class name."""
-    _, diffusers = import_torch_and_diffusers()
-    found = getattr(diffusers, pipeline_name, None)
-    return frozenset(inspect.signature(found.__call__).parameters) if found is not None else frozenset({"negative_prompt"})
+    """The arguments a pipeline class's __call__ takes, by class name (those ipyimagine asks about)."""
+    found = pipeline_call(pipeline_name)
+    return found.params if found is not None else frozenset({"negative_prompt"})
 
 
 def _version(distribution: str) -> str:
