@@ -227,12 +227,13 @@ class ImagineMagics(Magics):
             progress.close()
             raise
         for index, shown in enumerate(result if isinstance(result, list) else [result]):
+            data, metadata = shown._repr_mimebundle_()  # the picture's own bundle; the caption follows as its own output
             if in_notebook and index == 0:
-                progress.finish(shown)  # the first picture takes the progress bar's place
+                progress.finish(data, metadata)  # the first picture takes the progress bar's place
             else:
                 if index == 0:
                     progress.close()
-                display(shown)
+                display(data, metadata=metadata, raw=True)
             caption = shown.html_caption() if hasattr(shown, "html_caption") else html_caption(shown)
             display({"text/html": caption}, raw=True)
         if out:

@@ -128,8 +128,9 @@ class NotebookProgress:
             self._last = now
             self.handle.update(self._bar(), raw=True)
 
-    def finish(self, result) -> None:
-        self.handle.update(result)
+    def finish(self, data: dict, metadata: dict | None = None) -> None:
+        """The result's bundle in the bar's place."""
+        self.handle.update(data, metadata=metadata or {}, raw=True)
 
     def close(self) -> None:
         self.handle.update({"text/plain": ""}, raw=True)
