@@ -40,8 +40,14 @@ def _resolve(namespace: dict, name: str, path: str):
 
 
 def interpolate(text: str, namespace: dict) -> tuple[str, list[str]]:
-    """The text with known fields filled in, and the fields left as typed because they did not resolve."""
+    """The text with known fields filled in, and the fields left as typed because they did not resolve. A field whose
+    value holds a secret in use (an API key, a token, a server password: `{os.environ}`) is refused with a
+    RequestError: it would reach the prompt, the notebook, the log and a paid server."""
+    from .errors import RequestError
+    from .redact import secrets
+
     unresolved: list[str] = []
+    in_use = [s for s in secrets() if len(s) >= 8]
 
     def fill(match: re.Match) -> str:
         whole = match.group(0)
@@ -52,9 +58,14 @@ def interpolate(text: str, namespace: dict) -> tuple[str, list[str]]:
         value = _resolve(namespace, match.group(1), match.group(2))
         if value is not _MISSING:
             try:
-                return str(value)
+                text = str(value)
             except Exception:  # a __str__ that raises: left as typed, like a name that is not there
-                pass
+                text = None
+            if text is not None:
+                if any(secret in text for secret in in_use):
+                    raise RequestError(f"{whole} holds a secret in use (an API key, token or password); it is not put into "
+                                       "the prompt. Name the value you mean instead.")
+                return text
         unresolved.append(whole)
         return whole
 

@@ -73,7 +73,8 @@ class ImagineMagics(Magics):
         with _one_line():
             args = cell_parser().parse_args(split_line(line))
             given = given_options(args)
-        idea, unresolved = interpolate(cell, self.shell.user_ns)
+        with _one_line():
+            idea, unresolved = interpolate(cell, self.shell.user_ns)
         if unresolved:
             print(f"ipyimagine: left {', '.join(unresolved)} as typed: no such variable (write {{{{ for a literal brace).", file=sys.stderr)
         if not idea.strip():
