@@ -80,3 +80,17 @@ def test_imagine_as_a_cells_last_line_shows_the_picture_and_its_caption(shell):
     assert any("image/png" in k for k in kinds) and any("text/html" in k for k in kinds)
     caption = next(o.data["text/html"] for o in captured.outputs if "text/html" in o.data)
     assert "a red circle" in caption and "seed 2" in caption
+
+
+def test_o_into_a_missing_folder_makes_it_and_a_corrupt_log_is_one_sentence(tmp_path):
+    import os
+
+    env = {**os.environ, "IPYIMAGINE_HOME": str(tmp_path / "home"), "IPYIMAGINE_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-m", "ipyimagine", "a red circle", "--steps", "2", "-q", "-o", "missing/dir/x.png"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr and (tmp_path / "missing" / "dir" / "x.png").is_file()
+    log = tmp_path / "home" / "history.sqlite"
+    log.write_bytes(b"\x00not a database" * 400)
+    done = subprocess.run([sys.executable, "-m", "ipyimagine", "history"], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().startswith(f"ipyimagine: The history log at {log} cannot be read (")

@@ -69,8 +69,14 @@ def history_main(argv: list[str]) -> int:
         numbered = [(str(i), r) for i, r in enumerate(ordered, start=1)]
         where, source = args.notebook, "notebook"
     else:
-        found = userlog.read_records(grep=None, limit=None) if args.grep else userlog.read_records(limit=args.limit)
-        total = userlog.count_records()
+        import sqlite3
+
+        try:
+            found = userlog.read_records(grep=None, limit=None) if args.grep else userlog.read_records(limit=args.limit)
+            total = userlog.count_records()
+        except sqlite3.Error as error:
+            raise RequestError(f"The history log at {userlog.default_path()} cannot be read ({error}); move it aside to start a "
+                               "new one (the pictures in your notebooks keep their own records).") from None
         numbered = [(str(total - i), r) for i, r in enumerate(found)][::-1]  # oldest 1 here too
         where, source = str(userlog.default_path()), "log"
     chosen = [(n, r) for n, r in reversed(numbered) if matches(r, args.grep)][: args.limit]
@@ -119,6 +125,12 @@ def render_main(argv: list[str]) -> int:
 
     args = build_parser().parse_args(argv)
     request = Request.from_options(args.idea, **given_options(args))
+    if args.output and not Path(args.output).expanduser().is_dir():  # -o's folder is made (or refused) before rendering
+        folder = Path(args.output).expanduser().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise RequestError(f"-o {args.output!r}: its folder cannot be made ({error.strerror or type(error).__name__}).") from None
     progress = None if args.quiet else TextProgress()
     frames = PreviewFolder(request.preview_dir) if request.preview_dir else None
     if progress:
@@ -129,18 +141,21 @@ def render_main(argv: list[str]) -> int:
     finally:
         if progress:
             progress.close()
-    if hasattr(result, "generations"):  # a sweep: one grid picture
-        paths = output_paths(args.output, [f"grid-{result.id}"])
-        from .pngmeta import write_file
+    written = []
+    try:
+        if hasattr(result, "generations"):  # a sweep: one grid picture
+            from .pngmeta import write_file
 
-        written = [write_file(paths[0], result.png())]
-        caption = result.caption()
-    else:
-        record = result.record()
-        written = []
-        for index, (image, path) in enumerate(zip(result.images, output_paths(args.output, [str(s) for s in result.seeds]))):
-            written.append(save_png(image if args.native else enlarged(image), path, record, index))
-        caption = result.caption()
+            path = output_paths(args.output, [f"grid-{result.id}"])[0]
+            written.append(write_file(path, result.png()))
+        else:
+            record = result.record()
+            for index, (image, path) in enumerate(zip(result.images, output_paths(args.output, [str(s) for s in result.seeds]))):
+                written.append(save_png(image if args.native else enlarged(image), path, record, index))
+    except OSError as error:  # the picture is made: say where it still is, and which file could not be written
+        raise RequestError(f"The picture was made but could not be written to {str(path)!r} ({error.strerror or type(error).__name__}); "
+                           "it is in the cache and the history (ipyimagine history).") from None
+    caption = result.caption()
     if not args.quiet:
         for path in written:
             print(f"wrote {path}")
