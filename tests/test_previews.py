@@ -120,3 +120,22 @@ def test_a_tiny_autoencoder_named_by_the_setting_decodes_the_previews(tmp_path, 
     with pytest.raises(ipyimagine.ModelNotFound, match="is not a local AutoencoderTiny folder"):
         Session(Imagine(cache=False, log=False, model=tiny_model, preview_decoder=str(tmp_path / "missing"))).imagine(
             Request("a red circle", seed=1, steps=2, preview=1, expand=False), on_preview=lambda *a: None)
+
+
+def test_a_frame_is_decoded_only_when_the_listener_wants_one(tiny_model, monkeypatch):
+    """A cell shows at most four frames a second: the renderer asks before decoding latents it would throw away."""
+    from ipyimagine.progress import Previews
+    from ipyimagine.renderers.diffusers_previews import PreviewDecoder
+
+    decoded = []
+    original = PreviewDecoder.__call__
+    monkeypatch.setattr(PreviewDecoder, "__call__", lambda self, *a: decoded.append(1) or original(self, *a))
+    session = Session(Imagine(cache=False, log=False, model=tiny_model))
+    shown = []
+    session.imagine(Request("a red circle", seed=1, steps=8, preview=1, expand=False), on_preview=lambda *a: shown.append(a))
+    assert len(shown) == len(decoded) == 7  # a plain function listener: every frame (the last step is the picture itself)
+    decoded.clear()
+    shown.clear()
+    slow = Previews(lambda *a: shown.append(a), per_second=1e-6)  # wants one frame, then none for a very long time
+    session.imagine(Request("a red circle", seed=2, steps=8, preview=1, expand=False), on_preview=slow)
+    assert len(shown) == len(decoded) == 1

@@ -6,6 +6,24 @@ import html
 import sys
 import time
 
+PREVIEWS_PER_SECOND = 4  # a person sees no more; a renderer asks `wanted()` before it decodes a frame
+
+
+class Previews:
+    """A preview listener: call it with (image, done, total); `wanted()` says whether a frame would be shown now, so a
+    renderer decodes latents into a picture only when it will be seen (decoding costs a fraction of a step)."""
+
+    def __init__(self, show, per_second: float = PREVIEWS_PER_SECOND):
+        self.show, self.every = show, 1.0 / per_second
+        self._last: float | None = None  # the first frame is always wanted
+
+    def wanted(self) -> bool:
+        return self._last is None or time.perf_counter() - self._last >= self.every
+
+    def __call__(self, image, done: int, total: int) -> None:
+        self._last = time.perf_counter()
+        self.show(image, done, total)
+
 
 class PreviewFolder:
     """`ipyimagine --preview-dir DIR`: each preview frame written as DIR/preview-STEP.png, for people who watch a folder."""
@@ -38,6 +56,11 @@ class TextProgress:
         self._drawn = False
         self._last_tenth = -1
         self.terminal = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def status(self, text: str) -> None:
+        """What the render waits for (a server's queue), on its own line; '' when it no longer waits."""
+        if text:
+            self.notice(text)
 
     def notice(self, text: str) -> None:
         """A note before the render starts (it will be slow, an option has no effect): its own line."""
@@ -83,15 +106,18 @@ class NotebookProgress:
         self.label, self.started = label, time.perf_counter()
         self.done = self.total = 0
         self.notices: list[str] = []
+        self.waiting = ""  # what the render waits for (a server's queue), said instead of the steps while it waits
         self.preview_b64: str | None = None  # the latest preview picture, shown beside the bar (never saved: replaced)
-        self._last_preview = 0.0
+        self._previews: Previews | None = None
         self._last = 0.0
         self.handle = display(self._bar(), display_id=True, raw=True)
 
     def _bar(self) -> dict:
         elapsed = time.perf_counter() - self.started
         left = f", about {elapsed / self.done * (self.total - self.done):.0f} s left" if self.done and self.total > self.done else ""
-        if self.total:
+        if self.waiting:
+            text = f"{self.label}: {self.waiting}, {elapsed:.1f} s"
+        elif self.total:
             text = f"{self.label}: step {self.done} of {self.total}, {elapsed:.1f} s{left}"
         else:  # nothing reported yet: a model loading, a prompt being expanded, a server queue
             text = f"{self.label}: getting ready (expanding the idea, loading the model on its first use), {elapsed:.1f} s"
@@ -104,16 +130,25 @@ class NotebookProgress:
             "text/plain": "\n".join([text, *self.notices]),
         }
 
-    def preview(self, image, done: int, total: int) -> None:
-        """The picture forming, beside the bar (at most four redraws a second)."""
+    @property
+    def preview(self) -> Previews:
+        """The listener for the picture forming, beside the bar (at most four frames a second, decoded only then)."""
+        if self._previews is None:
+            self._previews = Previews(self._show_preview)
+        return self._previews
+
+    def _show_preview(self, image, done: int, total: int) -> None:
         from .display import enlarged, thumbnail_b64
 
         self.done, self.total = done, total
-        now = time.perf_counter()
-        if now - self._last_preview < 0.25 and done != total:
-            return
-        self._last = self._last_preview = now
+        self._last = time.perf_counter()
         self.preview_b64 = thumbnail_b64(enlarged(image), 256)
+        self.handle.update(self._bar(), raw=True)
+
+    def status(self, text: str) -> None:
+        """What the render waits for (a server's queue: "queued on HOST behind 2 prompts"), said in place of the steps;
+        '' when it no longer waits."""
+        self.waiting = text
         self.handle.update(self._bar(), raw=True)
 
     def notice(self, text: str) -> None:

@@ -257,8 +257,9 @@ class Panel:
                 def on_step(done, total, token=token):
                     self._step(done, total, token)
 
-                def on_preview(image, done, total, token=token):
-                    self._preview(image, done, total, token)
+                from .progress import Previews
+
+                on_preview = Previews(lambda image, done, total, token=token: self._preview(image, done, total, token))
 
                 generation = self.session.imagine(request, on_step=on_step, cancelled=stale, on_preview=on_preview)
             except Cancelled as stopped:

@@ -454,9 +454,13 @@ class DiffusersRenderer:
                                            "(Imagine.preview_decoder can name a tiny autoencoder for it).")
             return None
 
+        wanted = getattr(on_preview, "wanted", None)  # a listener that shows frames at its own pace says when one is wanted
+
         def show(latents, step: int, done: int, total: int) -> None:
             if latents is None or step % every or step >= job.steps:  # the last step's picture is the final one anyway
                 return
+            if wanted is not None and not wanted():
+                return  # it would not be seen: not decoded
             from ..display import grid
 
             if self._decoders.get(key) is None:
