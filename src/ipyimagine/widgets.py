@@ -88,6 +88,7 @@ class Panel:
         self.last_seconds: float | None = None  # request to finished picture, for the latest render
         self._handles = None
         self._latest_kept = False  # the output under the panel holds a kept picture (a new kept one gets its own)
+        self._last_step = 0.0
         self._parent = self._shell = None
 
         start = self._starting_values(request)
@@ -290,7 +291,10 @@ class Panel:
             self.progress.value = 0
 
     def _step(self, done: int, total: int, token: int) -> None:
-        if token == self._token:
+        """Progress, at most ten redraws a second: each redraw is a message to the browser, sent from the render's time."""
+        now = time.perf_counter()
+        if token == self._token and (now - self._last_step >= 0.1 or done in (1, total)):
+            self._last_step = now
             self.progress.max, self.progress.value = total, done
             self.status.value = f"step {done} of {total}"
 
