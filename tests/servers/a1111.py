@@ -29,6 +29,9 @@ Modes (a path prefix):
                   header, a 20000x20000 one, a cut-off PNG, bytes that are no image, a picture half the asked size
     infolist      txt2img's `info` is a JSON list (not the string holding an object the web UI sends)
     strnumbers    txt2img's `info` reports steps and cfg_scale as strings ("20 steps", "seven")
+Two attributes model sdapi-compatible servers that are not the web UI: `lists_models = False` (GET sd-models answers
+[] although txt2img works) and `placeholder = True` (/progress reports progress 0 with the same placeholder picture
+in current_image for the whole job; `placeholder_image` is its base64).
 A refused connection: `refused_url()` gives the URL of a port nobody listens on. Two attributes act in every mode:
 `refuse_seeds` (a txt2img whose seed is in it is answered 400, as a request the server will not take) and
 `on_txt2img` (called with each txt2img request's body as it arrives, before it waits for the queue: a test's event).
@@ -274,7 +277,7 @@ class Handler(BaseHTTPRequestHandler):
             ("GET", "/sdapi/v1/progress"): lambda: self.progress(record["query"]),
             ("POST", "/sdapi/v1/interrupt"): self.interrupt,
             ("POST", "/sdapi/v1/skip"): self.skip,
-            ("GET", "/sdapi/v1/sd-models"): lambda: self.send_json(200, server.models),
+            ("GET", "/sdapi/v1/sd-models"): lambda: self.send_json(200, server.models if server.lists_models else []),
             ("GET", "/sdapi/v1/samplers"): lambda: self.send_json(
                 200, [{"name": n, "aliases": a, "options": o} for n, a, o in SAMPLERS]),
             ("GET", "/sdapi/v1/schedulers"): lambda: self.send_json(200, [
@@ -455,6 +458,8 @@ class FakeA1111(ThreadingHTTPServer):
         self.refuse_seeds: set[int] = set()
         self.on_txt2img = None
         self.models = [dict(m) for m in (models or DEFAULT_MODELS)]
+        self.lists_models, self.placeholder = True, False
+        self.placeholder_image = _png(Image.new("RGB", (64, 64), (90, 90, 90)))
         self.options = {
             "sd_model_checkpoint": self.models[0]["title"], "sd_checkpoint_hash": self.models[0]["sha256"],
             "samples_format": "png", "return_grid": return_grid, "enable_pnginfo": True,
@@ -520,6 +525,9 @@ class FakeA1111(ThreadingHTTPServer):
             batch = self.batch
         if state["job_count"] == 0:
             return {"progress": 0, "eta_relative": 0, "state": state, "current_image": None, "textinfo": None}
+        if self.placeholder:  # a server that does not track progress: 0, and the same stand-in picture throughout
+            return {"progress": 0, "eta_relative": 0, "state": dict(state, sampling_step=0), "current_image": self.placeholder_image,
+                    "textinfo": None}
         progress = 0.01
         if state["job_count"] > 0:
             progress += state["job_no"] / state["job_count"]

@@ -12,9 +12,15 @@ route also answers under `/api/...`, as ComfyUI's do). The server runs in backgr
 It validates a queued API-format graph the way ComfyUI does (400 with `node_errors`), runs one prompt
 at a time in queue order, and executes the graph as dataflow over the node classes it knows
 (CheckpointLoaderSimple, LoraLoader, CLIPTextEncode, EmptyLatentImage, KSampler, VAEDecode, SaveImage,
-PreviewImage). KSampler "samples" by sleeping `step_seconds` a step, sending `progress` and (every
-`preview_every` steps) a binary preview frame; VAEDecode makes deterministic pictures whose pixels
-depend only on (seed + batch index, the KSampler's positive text, width, height): see `render_image`.
+PreviewImage, and the SamplerCustomAdvanced family of current FLUX/SD3 templates: RandomNoise, BasicScheduler,
+KSamplerSelect, CFGGuider, BasicGuider, FluxGuidance, EmptySD3LatentImage). A sampler "samples" by sleeping
+`step_seconds` a step, sending `progress` and (every `preview_every` steps, when previews are on) a binary preview
+frame; VAEDecode makes deterministic pictures whose pixels depend only on (seed + batch index, the sampler's
+positive text, width, height): see `render_image`. What each sampler node really received is kept in `sampled`.
+Previews are on, as in ComfyUI, when the server's preview method (`preview_method`, "none" as a server started the
+default way) or the prompt's `extra_data.preview_method` (what the web UI sends: "auto") is not "none".
+A combo value not in its list is refused with ComfyUI's 400; a list longer than 20 is not sent back, as ComfyUI
+says "(list of length N)" instead.
 
 Messages for one uncached prompt, to the client whose client_id queued it (status goes to everyone):
     status (queue_remaining, on POST /prompt) · status (when the worker takes it) · execution_start ·
@@ -39,7 +45,9 @@ Fault modes (constructor arguments, or `set_fault(...)` at any time; `die()` at 
     drop_ws_at_step=k    the queuing client's websocket is dropped (no close frame) at step k, as a proxy
                          idle timeout would; the prompt still finishes and lands in /history.
     step_seconds=s       slow server (each sampler step takes s seconds).
-    previews=False       no binary preview frames (ComfyUI started with --preview-method none).
+    previews=False       no binary preview frames, whatever the preview method (a server that cannot make them).
+    preview_method="auto" the server's own --preview-method (default "none": frames only for prompts that ask).
+    object_info=False    /object_info answers 404 (a proxy in front that passes only the prompt routes).
     noise=True           also sends message types real servers and plugins add (progress_state,
                          crystools.monitor), which clients must ignore.
     checkpoints=[...]    ckpt_name must be one of these (else 400 value_not_in_list); None accepts any.
@@ -137,6 +145,42 @@ NODE_CLASSES: dict[str, dict] = {
             "denoise": ["FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}],
         },
         "output": ["LATENT"], "display_name": "KSampler", "category": "sampling",
+    },
+    "EmptySD3LatentImage": {
+        "required": {"width": ["INT", dict(_SIZE, default=1024)], "height": ["INT", dict(_SIZE, default=1024)],
+                     "batch_size": ["INT", {"default": 1, "min": 1, "max": 4096}]},
+        "output": ["LATENT"], "display_name": "EmptySD3LatentImage", "category": "latent/sd3",
+    },
+    "RandomNoise": {
+        "required": {"noise_seed": ["INT", {"default": 0, "min": 0, "max": INT_MAX, "control_after_generate": True}]},
+        "output": ["NOISE"], "display_name": "RandomNoise", "category": "sampling/custom_sampling/noise",
+    },
+    "BasicScheduler": {
+        "required": {"model": ["MODEL"], "scheduler": [SCHEDULERS], "steps": ["INT", {"default": 20, "min": 1, "max": 10000}],
+                     "denoise": ["FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}]},
+        "output": ["SIGMAS"], "display_name": "BasicScheduler", "category": "sampling/custom_sampling/schedulers",
+    },
+    "KSamplerSelect": {
+        "required": {"sampler_name": [SAMPLERS]},
+        "output": ["SAMPLER"], "display_name": "KSamplerSelect", "category": "sampling/custom_sampling/samplers",
+    },
+    "CFGGuider": {
+        "required": {"model": ["MODEL"], "positive": ["CONDITIONING"], "negative": ["CONDITIONING"],
+                     "cfg": ["FLOAT", {"default": 8.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01}]},
+        "output": ["GUIDER"], "display_name": "CFGGuider", "category": "sampling/custom_sampling/guiders",
+    },
+    "BasicGuider": {
+        "required": {"model": ["MODEL"], "conditioning": ["CONDITIONING"]},
+        "output": ["GUIDER"], "display_name": "BasicGuider", "category": "sampling/custom_sampling/guiders",
+    },
+    "FluxGuidance": {
+        "required": {"conditioning": ["CONDITIONING"], "guidance": ["FLOAT", {"default": 3.5, "min": 0.0, "max": 100.0, "step": 0.1}]},
+        "output": ["CONDITIONING"], "display_name": "FluxGuidance", "category": "advanced/conditioning/flux",
+    },
+    "SamplerCustomAdvanced": {
+        "required": {"noise": ["NOISE"], "guider": ["GUIDER"], "sampler": ["SAMPLER"], "sigmas": ["SIGMAS"],
+                     "latent_image": ["LATENT"]},
+        "output": ["LATENT", "LATENT"], "display_name": "SamplerCustomAdvanced", "category": "sampling/custom_sampling",
     },
     "VAEDecode": {
         "required": {"samples": ["LATENT"], "vae": ["VAE"]},
@@ -411,7 +455,7 @@ class FakeComfyUI:
     FAULTS = (
         "step_seconds", "node_seconds", "previews", "preview_every", "preview_format", "fail_at_step", "fail_node_class",
         "error_type", "error_message", "die_at_step", "die_mode", "drop_ws_at_step", "cache", "noise", "png_metadata",
-        "echo_auth", "flood", "never_done", "ws_junk", "prompt_reply", "view_reply",
+        "echo_auth", "flood", "never_done", "ws_junk", "prompt_reply", "view_reply", "preview_method", "object_info",
     )
 
     def __init__(
@@ -421,6 +465,8 @@ class FakeComfyUI:
         node_seconds: float = 0.0,
         token: str | None = None,
         previews: bool = True,
+        preview_method: str = "none",
+        object_info: bool = True,
         preview_every: int = 1,
         preview_format: str = "JPEG",
         fail_at_step: int | None = None,
@@ -447,6 +493,8 @@ class FakeComfyUI:
         self.node_seconds = node_seconds
         self.token = token
         self.previews = previews
+        self.preview_method, self.object_info = preview_method, object_info
+        self.sampled: list[dict] = []  # what each sampler node received: seed, steps, cfg, sampler, scheduler, text, negative
         self.preview_every = max(1, int(preview_every))
         self.preview_format = preview_format.upper()
         self.fail_at_step = fail_at_step
@@ -731,6 +779,8 @@ class FakeComfyUI:
             "/free": lambda: h.reply(200),
         }
         key = "/" + "/".join(segments)
+        if not self.object_info and segments[:1] == ["object_info"]:
+            return h.reply_text(404)
         if method in ("GET", "HEAD") and key in gets:
             return gets[key]()
         if method == "POST" and key in posts:
@@ -741,7 +791,8 @@ class FakeComfyUI:
             name = segments[1]
             return h.reply_json(200, {name: self._node_info(name)} if name in NODE_CLASSES else {})
         if method in ("GET", "HEAD") and len(segments) == 2 and segments[0] == "models":
-            lists = {"checkpoints": self.checkpoints or DEFAULT_CHECKPOINTS, "loras": self.loras or DEFAULT_LORAS, "vae": [], "embeddings": []}
+            lists = {"checkpoints": DEFAULT_CHECKPOINTS if self.checkpoints is None else self.checkpoints,
+                     "loras": DEFAULT_LORAS if self.loras is None else self.loras, "vae": [], "embeddings": []}
             return h.reply_json(200, lists[segments[1]]) if segments[1] in lists else h.reply_text(404)
         if key in gets or key in posts:
             return h.reply_text(405, "405: Method Not Allowed")
@@ -886,7 +937,8 @@ class FakeComfyUI:
         required = {}
         for key, info in spec["required"].items():
             if info[0] == [ANY_NAME]:
-                options = (self.checkpoints or DEFAULT_CHECKPOINTS) if key == "ckpt_name" else (self.loras or DEFAULT_LORAS)
+                listed = self.checkpoints if key == "ckpt_name" else self.loras  # [] lists none; None, the defaults
+                options = listed if listed is not None else DEFAULT_CHECKPOINTS if key == "ckpt_name" else DEFAULT_LORAS
                 info = [list(options)]
             required[key] = copy.deepcopy(info)
         inputs = {"required": required}
@@ -1018,8 +1070,10 @@ class FakeComfyUI:
             if isinstance(kind, list):
                 options = self._combo_options(name, info)
                 if options is not None and value not in options:
-                    errors.append(_error("value_not_in_list", "Value not in list", f"{name}: '{value}' not in {options}",
-                                         {"input_name": name, "input_config": info, "received_value": value}))
+                    long = len(options) > 20  # as ComfyUI: gigantic lists are not sent back
+                    listed = f"(list of length {len(options)})" if long else str(options)
+                    errors.append(_error("value_not_in_list", "Value not in list", f"{name}: '{value}' not in {listed}",
+                                         {"input_name": name, "input_config": None if long else info, "received_value": value}))
         result = (False, errors) if errors or not valid else (True, [])
         validated[node_id] = result
         return result
@@ -1186,11 +1240,33 @@ class FakeComfyUI:
             return [inputs["model"], inputs["clip"]], None
         if class_type == "CLIPTextEncode":
             return [{"text": inputs["text"]}], None
-        if class_type == "EmptyLatentImage":
+        if class_type in ("EmptyLatentImage", "EmptySD3LatentImage"):
             # the latent is width/8 x height/8: a width that is not a multiple of 8 decodes 1-7 px smaller, as in ComfyUI
             return [{"width": inputs["width"] // 8 * 8, "height": inputs["height"] // 8 * 8, "batch_size": inputs["batch_size"]}], None
         if class_type == "KSampler":
-            return [self._sample(node_id, inputs, prompt_id, sid)], None
+            return [self._sample(node_id, inputs["latent_image"], dict(
+                seed=int(inputs["seed"]), steps=int(inputs["steps"]), cfg=inputs["cfg"], sampler=inputs["sampler_name"],
+                scheduler=inputs["scheduler"], text=inputs["positive"]["text"], negative=inputs["negative"].get("text"),
+                guidance=inputs["positive"].get("guidance")), prompt_id, sid, extra_data)], None
+        if class_type == "RandomNoise":
+            return [{"seed": int(inputs["noise_seed"])}], None
+        if class_type == "BasicScheduler":
+            return [{"steps": int(inputs["steps"]), "scheduler": inputs["scheduler"]}], None
+        if class_type == "KSamplerSelect":
+            return [{"sampler": inputs["sampler_name"]}], None
+        if class_type == "CFGGuider":
+            return [{"positive": inputs["positive"], "negative": inputs["negative"], "cfg": inputs["cfg"]}], None
+        if class_type == "BasicGuider":
+            return [{"positive": inputs["conditioning"], "negative": None, "cfg": None}], None
+        if class_type == "FluxGuidance":
+            return [dict(inputs["conditioning"], guidance=inputs["guidance"])], None
+        if class_type == "SamplerCustomAdvanced":
+            guider, sigmas = inputs["guider"], inputs["sigmas"]
+            latent = self._sample(node_id, inputs["latent_image"], dict(
+                seed=inputs["noise"]["seed"], steps=sigmas["steps"], cfg=guider["cfg"], sampler=inputs["sampler"]["sampler"],
+                scheduler=sigmas["scheduler"], text=guider["positive"]["text"],
+                negative=(guider["negative"] or {}).get("text"), guidance=guider["positive"].get("guidance")), prompt_id, sid, extra_data)
+            return [latent, latent], None
         if class_type == "VAEDecode":
             latent = inputs["samples"]
             seed, text = latent.get("seed", 0), latent.get("text", "")
@@ -1199,9 +1275,13 @@ class FakeComfyUI:
             return [], {"images": self._save(class_type, inputs, prompt, extra_data)}
         raise _NodeFailure("KeyError", class_type)  # validated away before it gets here
 
-    def _sample(self, node_id: str, inputs: dict, prompt_id: str, sid) -> dict:
-        latent = dict(inputs["latent_image"])
-        steps, seed, text = int(inputs["steps"]), int(inputs["seed"]), inputs["positive"]["text"]
+    def _sample(self, node_id: str, latent: dict, used: dict, prompt_id: str, sid, extra_data: dict) -> dict:
+        """Sample `used` (seed, steps, cfg, sampler, scheduler, text, negative, guidance: what the node received)."""
+        self.sampled.append(dict(used, node=node_id, prompt_id=prompt_id))
+        latent = dict(latent)
+        steps, seed, text = used["steps"], used["seed"], used["text"]
+        method = extra_data.get("preview_method")
+        previews = self.previews and (method if method not in (None, "default") else self.preview_method) != "none"
         pw, ph = max(1, latent["width"] // 8), max(1, latent["height"] // 8)  # latent previews are 1/8 size, as ComfyUI's
         final = render_image(seed, text, pw, ph)
         start = Image.new("RGB", (pw, ph), (128, 128, 128))
@@ -1219,7 +1299,7 @@ class FakeComfyUI:
                     "value": step, "max": steps, "state": "running", "node_id": node_id, "prompt_id": prompt_id,
                     "display_node_id": node_id, "parent_node_id": None, "real_node_id": node_id}}}, sid)
                 self._send("crystools.monitor", {"cpu_utilization": 12.5, "gpus": [{"gpu_utilization": 99, "vram_used_percent": 61.0}]}, None)
-            if self.previews and (step % self.preview_every == 0 or step == steps):
+            if previews and (step % self.preview_every == 0 or step == steps):
                 self._send_preview(Image.blend(start, final, step / steps), sid)
             if self.drop_ws_at_step is not None and step == self.drop_ws_at_step and sid is not None:
                 ws = self._sockets.get(sid)

@@ -36,8 +36,10 @@ def open_ws(comfy: FakeComfyUI, client_id: str, **options) -> websocket.WebSocke
     return ws
 
 
-def queue(comfy: FakeComfyUI, graph: dict, client_id: str | None, **kwargs) -> str:
+def queue(comfy: FakeComfyUI, graph: dict, client_id: str | None, extra_data: dict | None = None, **kwargs) -> str:
     body = {"prompt": graph} if client_id is None else {"prompt": graph, "client_id": client_id}
+    if extra_data is not None:
+        body["extra_data"] = extra_data
     reply = requests.post(comfy.url() + "/prompt", json=body, timeout=5, **kwargs)
     assert reply.status_code == 200, reply.text
     assert reply.json()["node_errors"] == {}
@@ -85,7 +87,7 @@ def comfy():
 def test_txt2img_round_trip(comfy):
     client_id = str(uuid.uuid4())
     ws = open_ws(comfy, client_id)
-    prompt_id = queue(comfy, workflow(seed=5, steps=6), client_id)
+    prompt_id = queue(comfy, workflow(seed=5, steps=6), client_id, extra_data={"preview_method": "auto"})  # as the web UI
     messages = collect(ws, prompt_id)
     kinds = [kind for kind, _ in messages if kind != "status"]
     assert kinds == (
@@ -366,7 +368,8 @@ def test_websockets_client_api_prefix_and_routing(comfy):
     bystander = open_ws(comfy, theirs)
     with ws_connect(comfy.ws_url(mine), open_timeout=5) as ws:
         assert json.loads(ws.recv(timeout=5))["data"]["sid"] == mine
-        reply = requests.post(comfy.url() + "/api/prompt", json={"prompt": workflow(steps=3), "client_id": mine}, timeout=5)
+        reply = requests.post(comfy.url() + "/api/prompt", json={"prompt": workflow(steps=3), "client_id": mine,
+                                                                      "extra_data": {"preview_method": "auto"}}, timeout=5)
         prompt_id = reply.json()["prompt_id"]
         frames, kinds = 0, []
         while True:
@@ -443,3 +446,33 @@ def test_queue_order_and_no_client_id(comfy):
     numbers = [copy.deepcopy(h["prompt"][0]) for h in comfy.history.values()]
     assert numbers == sorted(numbers)
     ws.close()
+
+
+def test_previews_come_only_when_asked_and_long_lists_are_not_sent_back():
+    with FakeComfyUI(step_seconds=0.001, cache=False) as comfy:  # started the default way: --preview-method none
+        client_id = str(uuid.uuid4())
+        ws = open_ws(comfy, client_id)
+        plain = collect(ws, queue(comfy, workflow(steps=3), client_id))
+        asked = collect(ws, queue(comfy, workflow(steps=3, seed=6), client_id, extra_data={"preview_method": "auto"}))
+        assert [k for k, _ in plain].count("binary") == 0 and [k for k, _ in asked].count("binary") == 3
+        graph = workflow()
+        graph["3"]["inputs"]["sampler_name"] = "euler_super"
+        reply = requests.post(comfy.url() + "/prompt", json={"prompt": graph}, timeout=5)
+        error = reply.json()["node_errors"]["3"]["errors"][0]
+        assert reply.status_code == 400 and error["details"].startswith("sampler_name: 'euler_super' not in (list of length")
+        ws.close()
+    with FakeComfyUI(object_info=False) as comfy:
+        assert requests.get(comfy.url() + "/object_info/KSampler", timeout=5).status_code == 404
+
+
+def test_a_sampler_custom_advanced_graph_runs():
+    graph = json.loads((Path(__file__).parent / "comfyui_workflows" / "flux_custom_advanced_api.json").read_text())
+    with FakeComfyUI(step_seconds=0.001, cache=False) as comfy:
+        client_id = str(uuid.uuid4())
+        ws = open_ws(comfy, client_id)
+        prompt_id = queue(comfy, graph, client_id)
+        collect(ws, prompt_id)
+        [used] = comfy.sampled
+        assert (used["seed"], used["steps"], used["sampler"], used["scheduler"], used["guidance"]) == (42, 20, "euler", "simple", 3.5)
+        assert history(comfy, prompt_id)[prompt_id]["outputs"]["9"]["images"]
+        ws.close()
