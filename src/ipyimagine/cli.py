@@ -137,7 +137,8 @@ def render_main(argv: list[str]) -> int:
         progress.start("expanding the idea, loading the model and rendering")
     try:
         result = default_session().run(request, on_step=progress.step if progress else None,
-                                       on_notice=progress.notice if progress else None, on_preview=frames)
+                                       on_notice=progress.notice if progress else None, on_preview=frames,
+                                       on_status=progress.status if progress else None)
     finally:
         if progress:
             progress.close()

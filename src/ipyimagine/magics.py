@@ -87,7 +87,8 @@ class ImagineMagics(Magics):
         if args.interactive:
             return self._panel(request, args.out)
         self._show(lambda progress: self.session.run(request, on_step=progress.step, on_notice=progress.notice,
-                                                     on_preview=getattr(progress, "preview", None)), out=args.out)
+                                                     on_preview=getattr(progress, "preview", None),
+                                                     on_status=getattr(progress, "status", None)), out=args.out)
 
     def _panel(self, request: Request, out: str | None):
         """The panel is shown at once, with its progress; the cell then waits for the first picture, so a saved notebook
@@ -200,7 +201,7 @@ class ImagineMagics(Magics):
                 raise UsageError(f"{args.entry!r} carries no ipyimagine recipe (it was not written by ipyimagine).")
         return self._show(lambda progress: self.session.rerun(record, on_step=progress.step, on_notice=progress.notice,
                                                                on_preview=getattr(progress, "preview", None), yes=args.yes,
-                                                               **changes))
+                                                               on_status=getattr(progress, "status", None), **changes))
 
     def _show(self, make, out: str | None = None, interrupted: str = "nothing was kept"):
         """Run `make(progress)` with progress (and previews), then show each picture with its caption (%%imagine,

@@ -22,7 +22,7 @@ from .config import Imagine
 from .errors import Cancelled, ImagineError, RequestError
 from .params import BY_NAME, MAX_SEED, from_record, refuse_unsupported
 from .pool import BatchProgress, ServerPool, Unfinished, run_all
-from .renderers import Rendered, RenderJob
+from .renderers import Rendered, RenderJob, capability, drop_untaken
 from .request import Expansion, Generation, Request, public_url
 from .styles import get_style
 
@@ -88,12 +88,14 @@ class Session:
         return self._expanders[name]
 
     # ------------------------------------------------------------------ the faces call these
-    def run(self, request: Request, on_step=None, cancelled=None, on_notice=None, on_preview=None):
+    def run(self, request: Request, on_step=None, cancelled=None, on_notice=None, on_preview=None, on_status=None):
         """A Generation, or a sweep's Grid when the request has --sweep. `on_notice(text)` hears, before a render
-        starts, what the backend will not use or what will make it slow."""
+        starts, what the backend will not use or what will make it slow; `on_status(text)` what a render waits for (a
+        server's queue; '' when it no longer waits)."""
         if request.sweep:
             return self.sweep(request, on_step=on_step, cancelled=cancelled, on_notice=on_notice)
-        return self.imagine(request, on_step=on_step, cancelled=cancelled, on_notice=on_notice, on_preview=on_preview)
+        return self.imagine(request, on_step=on_step, cancelled=cancelled, on_notice=on_notice, on_preview=on_preview,
+                            on_status=on_status)
 
     def filled(self, request: Request) -> Request:
         """The request with the configured defaults where it says nothing, and 'auto' choices made."""
@@ -120,8 +122,9 @@ class Session:
         renderer = self.renderer(request.backend)
         carried = [f.name for f in fields(RenderJob) if f.name in BY_NAME and f.name != "prompt"]  # options the job carries
         taken = {name: getattr(request, name) for name in carried}
-        job = renderer.resolve(RenderJob(prompt=prompt, negative_prompt=negative, seeds=seeds, idea=request.idea, **taken))
-        if request.negative and not getattr(renderer, "takes_negative", True):
+        job = drop_untaken(RenderJob(prompt=prompt, negative_prompt=negative, seeds=seeds, idea=request.idea, **taken), renderer)
+        job = renderer.resolve(job)
+        if request.negative and capability(renderer, "takes") is None and not capability(renderer, "takes_negative"):  # else noted when dropped
             job = replace(job, notes=job.notes + (f"--negative has no effect with the {renderer.name} backend; it was not used.",))
         return job
 
@@ -129,7 +132,8 @@ class Session:
         """What a backend will use for a request's unset settings (the panel's starting values)."""
         return self.resolved_job(self.filled(request))
 
-    def imagine(self, request: Request, on_step=None, cancelled=None, on_notice=None, on_preview=None) -> Generation:
+    def imagine(self, request: Request, on_step=None, cancelled=None, on_notice=None, on_preview=None,
+                on_status=None) -> Generation:
         """Make the pictures a request asks for. `on_step(done, total)` reports progress; `cancelled()` returning
         True stops the render at its next step."""
         started = time.perf_counter()
@@ -173,7 +177,7 @@ class Session:
         #    refused), the pictures that were finished are recorded all the same, and the error carries them.
         stopped, made = None, seeds
         try:
-            rendered, cache_notes = self._render(renderer, job, request.cache, on_step, cancelled, on_preview)
+            rendered, cache_notes = self._render(renderer, job, request.cache, on_step, cancelled, on_preview, on_status)
         except _PartlyMade as cut:
             stopped, made, rendered = cut.error, cut.seeds, cut.rendered
             cache_notes = [f"Only {len(made)} of {len(seeds)} pictures were made (seeds {', '.join(map(str, made))}): "
@@ -188,7 +192,7 @@ class Session:
             seeds=made,
             backend=renderer.name,
             model=rendered.model,
-            params={**rendered.params, "base_url": public_url(job.base_url)} if job.base_url else rendered.params,
+            params=_with_base_url(rendered.params, job.base_url),
             timings={
                 "expand": round(expanded_at - started, 4),
                 "load": round(rendered.load_seconds, 4),
@@ -278,7 +282,7 @@ class Session:
         renderer = self.renderer(first.backend)
         servers = tuple(first.server or ())
         asked = sum(r.n for r in requests)
-        if len(servers) > 1 and not getattr(renderer, "runs_locally", True):
+        if len(servers) > 1 and not capability(renderer, "runs_locally"):
             progress = BatchProgress(on_step, len(requests))
             slots = len(servers) * max(1, self.config.server_concurrency)
             calls = [lambda halted, i=i, r=r: self.imagine(r, on_step=progress.part(i), cancelled=halted,
@@ -304,7 +308,7 @@ class Session:
         return made
 
     def rerun(self, record: dict, on_step=None, cancelled=None, on_notice=None, on_preview=None, yes: bool = False,
-              **changes) -> Generation:
+              on_status=None, **changes) -> Generation:
         """Make a history entry again: its rendered prompt as it was (no new expansion), its settings and seed.
         The idea stays the entry's idea. Keyword `changes` (seed=9, steps=30, ...) remix it. A workflow graph from an
         entry this kernel did not make is sent only with `yes=True` (--yes) or Imagine.trust_notebook_workflows."""
@@ -314,17 +318,19 @@ class Session:
             values["workflow"] = self._recorded_workflow(record, values["workflow"], yes)
         values.update(style=None, expand=False)  # the recorded prompt already holds the expansion and the style
         params = record.get("params") or {}
-        if params.get("base_url") and not changes.get("base_url"):
-            configured = public_url(self.config.openai_base_url)
-            if configured != params["base_url"]:
-                raise RequestError(f"This entry was made through {params['base_url']}; give --openai-base-url with that "
-                                   "server's full address to make it again.")
+        if params.get("base_url") and not changes.get("base_url") and not changes.get("server"):
+            same = [s for s in (self.config.servers or []) if public_url(s) == params["base_url"]]
+            if same:  # the configured server that made it (with its full address: path, token)
+                values["server"] = same[:1]
+            elif public_url(self.config.openai_base_url) != params["base_url"] and not self.config.servers:
+                raise RequestError(f"This entry was made through {params['base_url']}; give --server (or --openai-base-url) "
+                                   "with that server's full address to make it again.")
         if params.get("server") and not changes.get("server") and not self.config.servers:
             raise RequestError(f"This entry was made on the server {params['server']}; give --server with that server's address "
                                "to make it again.")
         values.update({k: v for k, v in changes.items() if v is not None})
         return self.imagine(Request.from_options(record.get("idea") or values["prompt"], **values),
-                            on_step=on_step, cancelled=cancelled, on_notice=on_notice, on_preview=on_preview)
+                            on_step=on_step, cancelled=cancelled, on_notice=on_notice, on_preview=on_preview, on_status=on_status)
 
     def _recorded_workflow(self, record: dict, workflow, yes: bool) -> str:
         """An entry's workflow as a graph to send again: records hold JSON graphs, never paths; and a graph from an
@@ -370,18 +376,22 @@ class Session:
         """The pool of a job's servers, when there are several and the backend's work is theirs (one pool per set of
         servers, shared by the cells of a sweep and the ideas of a batch running at once)."""
         servers = tuple(job.server or ())
-        if len(servers) < 2 or getattr(renderer, "runs_locally", True):
+        if len(servers) < 2 or capability(renderer, "runs_locally"):
             return None
         with self._pools_lock:
             if servers not in self._pools:
                 self._pools[servers] = ServerPool(servers, self.config.server_concurrency)
             return self._pools[servers]
 
-    def _fresh(self, renderer, job: RenderJob, on_step, cancelled, on_preview) -> Rendered:
+    def _fresh(self, renderer, job: RenderJob, on_step, cancelled, on_preview, on_status=None) -> Rendered:
         """The renderer's images for a job: on the one render thread for local models, spread over the pool for
-        several servers (one image a job, each with its own seed), else straight to the server."""
-        previews = {"on_preview": on_preview} if on_preview and _takes(renderer.render, "on_preview") else {}
-        if getattr(renderer, "runs_locally", True):
+        several servers (one image a job, each with its own seed, each part saying which server drew it), else straight
+        to the server."""
+        streams = capability(renderer, "streams_previews") if hasattr(renderer, "streams_previews") else _takes(renderer.render, "on_preview")
+        previews = {"on_preview": on_preview} if on_preview and streams else {}
+        if on_status and _takes(renderer.render, "on_status"):
+            previews["on_status"] = on_status
+        if capability(renderer, "runs_locally"):
             return render_thread.run(  # one render thread for the whole process: see render_thread.py
                 lambda stop: renderer.render(job, on_step=on_step, cancelled=stop, **previews), cancelled)
         pool = self.pool(job, renderer)
@@ -389,8 +399,8 @@ class Session:
             return renderer.render(job, on_step=on_step, cancelled=cancelled, **previews)
         progress = BatchProgress(on_step, len(job.seeds))
         noted = len(pool.notes)  # the pool outlives this job: only what happened during it is this picture's note
-        works = [lambda server, halted, i=i, seed=seed: renderer.render(replace(job, seeds=(seed,), server=(server,)),
-                                                                       on_step=progress.part(i), cancelled=halted)
+        works = [lambda server, halted, i=i, seed=seed: _drawn(renderer.render(replace(job, seeds=(seed,), server=(server,)),
+                                                                              on_step=progress.part(i), cancelled=halted), server)
                  for i, seed in enumerate(job.seeds)]
         try:
             parts = pool.map(works, cancelled)
@@ -404,14 +414,17 @@ class Session:
 
     @staticmethod
     def _pooled(parts: list[Rendered], pool_notes: list[str]) -> Rendered:
-        """One Rendered from the pool's single-image parts: their images in order, the first's settings, every note once
-        (a part drawn at another size than the others says so in its own note)."""
+        """One Rendered from the pool's single-image parts: their images in order, the first's settings, the server that
+        drew each picture, every note once (a part drawn at another size than the others says so in its own note)."""
         notes = list(dict.fromkeys(n for part in parts for n in part.notes)) + list(pool_notes)
+        drawn = [part.params.get("drawn_by") for part in parts]
         return Rendered(images=[image for part in parts for image in part.images], model=parts[0].model,
-                        params={**parts[0].params, "servers": sorted({p.params.get("server", "") for p in parts} - {""})},
+                        params={**parts[0].params, "servers": sorted({p.params.get("server", "") for p in parts} - {""}),
+                                "drawn_by": drawn},
                         notes=notes, load_seconds=0.0)
 
-    def _render(self, renderer, job: RenderJob, use_cache: bool, on_step, cancelled, on_preview=None) -> tuple[Rendered, list[str]]:
+    def _render(self, renderer, job: RenderJob, use_cache: bool, on_step, cancelled, on_preview=None,
+                on_status=None) -> tuple[Rendered, list[str]]:
         """Images from the cache where it has them (one entry per seed), the rest from the renderer; and a note for
         each thing the cache could not keep."""
         cache = self.cache()
@@ -433,7 +446,7 @@ class Session:
 
         if missing:
             try:
-                fresh = self._fresh(renderer, replace(job, seeds=missing), on_step, cancelled, on_preview)
+                fresh = self._fresh(renderer, replace(job, seeds=missing), on_step, cancelled, on_preview, on_status)
             except _PartlyMade as cut:  # what was finished is cached, and handed on with the cached ones
                 about = keep(cut.seeds, cut.rendered)
                 have = tuple(seed for seed in job.seeds if found.get(seed) is not None)
@@ -452,6 +465,22 @@ class Session:
             load_seconds=fresh.load_seconds if fresh else 0.0,
         )
         return rendered, notes
+
+
+def _drawn(part: Rendered, server: str) -> Rendered:
+    """A pool's part, saying which server drew it (as records name servers: no user, password, path or query)."""
+    part.params["drawn_by"] = public_url(server)
+    return part
+
+
+def _with_base_url(params: dict, base_url: str | None) -> dict:
+    """The record's params with the OpenAI-compatible server that drew the pictures: the pool's server that really
+    drew the first (each picture's is in drawn_by), else the one the job was sent to."""
+    if not base_url:
+        return params
+    drawn = params.get("drawn_by")
+    first = drawn[0] if isinstance(drawn, list) and drawn else drawn
+    return {**params, "base_url": first if isinstance(first, str) and first else public_url(base_url)}
 
 
 def _takes(function, name: str) -> bool:

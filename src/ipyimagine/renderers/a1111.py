@@ -65,6 +65,8 @@ class A1111Renderer:
             models = within(listing, 5)  # a whole-reply deadline: a server that drips cannot hold the listing
         except Exception as error:  # noqa: BLE001 - a listing never fails: it says what it could not read
             return f"sdapi at {host_of(servers[0])}: models not listed ({type(error).__name__})"
+        if not models:
+            return f"sdapi at {host_of(servers[0])}; it lists no models (it renders with the one it has loaded)"
         return f"sdapi at {host_of(servers[0])}; models: {', '.join(str(m) for m in models[:8])}"
 
     def resolve(self, job: RenderJob) -> RenderJob:
@@ -166,8 +168,11 @@ class A1111Renderer:
 
     @staticmethod
     def _watch(server, job, on_step, on_preview, done) -> None:
-        """Poll the server's progress while txt2img runs: steps and previews, until `done` (nothing is reported after)."""
+        """Poll the server's progress while txt2img runs: steps and previews, until `done` (nothing is reported after).
+        A frame is shown only when the progress advanced and the picture changed since the last one shown (a server
+        that does not track progress sends the same placeholder at 0 throughout)."""
         total = len(job.seeds) * job.steps
+        shown_at, shown = 0.0, None
         try:
             with _client(server, timeout=5) as client:
                 while not done.wait(POLL_SECONDS):
@@ -181,8 +186,9 @@ class A1111Renderer:
                     if on_step is not None and fraction:
                         on_step(min(total, max(0, round(fraction * total))), total)
                     current = progress.get("current_image")
-                    if on_preview is not None and current and job.preview != 0:
+                    if on_preview is not None and current and job.preview != 0 and fraction > shown_at and current != shown:
                         preview, _ = picture(_b64(current, server), host_of(server), None, None, None)
+                        shown_at, shown = fraction, current
                         on_preview(preview, round(fraction * total), total)
         except Exception:  # noqa: BLE001 - progress is a courtesy: the render's own reply says what happened
             pass
