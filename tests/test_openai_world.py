@@ -215,3 +215,16 @@ def test_cancel_stops_waiting_for_a_stream_at_once(ishell, server):
             ipyimagine.Request("a lighthouse", backend="openai", expand=False, base_url=server.url("endless"), preview=1, cache=False),
             cancelled=stop.is_set, on_preview=lambda *a: None)
     assert time.perf_counter() - started < 3
+
+
+def test_the_panel_on_openai_sends_no_steps_or_guidance_and_follows_a_backend_switch(ishell, server):
+    import ipyimagine
+
+    panel = ipyimagine.panel("a lighthouse in a storm", backend="openai", base_url=server.url(), expand=False)
+    panel.controls["auto"].value = False
+    assert panel.controls["steps"].disabled and panel.controls["guidance"].disabled  # the images API takes neither
+    panel.generate_button.click()
+    assert panel.wait(60) and panel.error is None
+    assert not [n for n in panel.result.notes if "--steps" in n or "--guidance" in n]  # greyed out means not set: no false notes
+    panel.controls["backend"].value = "diffusers"
+    assert not panel.controls["steps"].disabled and not panel.controls["guidance"].disabled

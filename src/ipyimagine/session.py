@@ -117,12 +117,16 @@ class Session:
         expander = self.config.resolve(request.expander or "auto", "template") if request.expand and not request.prompt else None
         return replace(request, backend=backend, expander=expander)
 
-    def resolved_job(self, request: Request, prompt: str = "", negative: str = "", seeds: tuple[int, ...] = (0,)) -> RenderJob:
-        """The RenderJob for a filled request, as the backend resolves it (its own defaults in, unused settings out)."""
+    def resolved_job(self, request: Request, prompt: str = "", negative: str = "", seeds: tuple[int, ...] = (0,),
+                     given: frozenset | None = None) -> RenderJob:
+        """The RenderJob for a filled request, as the backend resolves it (its own defaults in, unused settings out).
+        `given`: the options the user gave for this request; an untaken one of those is noted, while a configured
+        default (`%config Imagine.steps`) the backend does not take is dropped without a word."""
         renderer = self.renderer(request.backend)
         carried = [f.name for f in fields(RenderJob) if f.name in BY_NAME and f.name != "prompt"]  # options the job carries
         taken = {name: getattr(request, name) for name in carried}
-        job = drop_untaken(RenderJob(prompt=prompt, negative_prompt=negative, seeds=seeds, idea=request.idea, **taken), renderer)
+        job = drop_untaken(RenderJob(prompt=prompt, negative_prompt=negative, seeds=seeds, idea=request.idea, given=given, **taken),
+                           renderer)
         job = renderer.resolve(job)
         if request.negative and capability(renderer, "takes") is None and not capability(renderer, "takes_negative"):  # else noted when dropped
             job = replace(job, notes=job.notes + (f"--negative has no effect with the {renderer.name} backend; it was not used.",))
@@ -130,7 +134,7 @@ class Session:
 
     def recommended(self, request: Request) -> RenderJob:
         """What a backend will use for a request's unset settings (the panel's starting values)."""
-        return self.resolved_job(self.filled(request))
+        return self.resolved_job(self.filled(request), given=_given(request))
 
     def imagine(self, request: Request, on_step=None, cancelled=None, on_notice=None, on_preview=None,
                 on_status=None) -> Generation:
@@ -139,6 +143,7 @@ class Session:
         started = time.perf_counter()
 
         # 1. Fill in the configured defaults; check everything that can fail before a model loads.
+        given = _given(request)
         request = self.filled(request)
         style = get_style(request.style) if request.style else None
         renderer = self.renderer(request.backend)
@@ -163,7 +168,7 @@ class Session:
         expanded_at = time.perf_counter()
 
         # 4. The backend resolves its defaults: the cache key and the record are made from what will really be used.
-        job = self.resolved_job(request, prompt, negative, seeds)
+        job = self.resolved_job(request, prompt, negative, seeds, given)
         expansion = replace(expansion, prompt=prompt, negative_prompt=job.negative_prompt)
         limit = self.config.max_pixels
         if limit and job.width and job.height and job.width * job.height > limit:
@@ -481,6 +486,13 @@ def _with_base_url(params: dict, base_url: str | None) -> dict:
     drawn = params.get("drawn_by")
     first = drawn[0] if isinstance(drawn, list) and drawn else drawn
     return {**params, "base_url": first if isinstance(first, str) and first else public_url(base_url)}
+
+
+def _given(request: Request) -> frozenset:
+    """The options a request itself sets (before the configured defaults fill the rest)."""
+    from .renderers import JOB_OPTIONS
+
+    return frozenset(name for name in JOB_OPTIONS if getattr(request, name, None) is not None)
 
 
 def _takes(function, name: str) -> bool:

@@ -136,6 +136,8 @@ class Panel:
         self.candidates.observe(self._pick_candidate, names="value")
         for name in ("steps", "guidance", "seed", "width", "height", "n", "style", "expand", "negative"):
             c[name].observe(self._changed, names="value")
+        for name in ("backend", "model"):  # another backend or model takes other settings: the controls follow
+            c[name].observe(lambda _: self._show_capabilities(), names="value")
         self._show_capabilities()
 
     def _starting_values(self, request: Request) -> dict:
@@ -159,8 +161,10 @@ class Panel:
             renderer = self.session.renderer(self.session.filled(self.request()).backend)
         except Exception:  # an unknown backend is reported when Generate is pressed
             return
-        self.controls["steps"].disabled = not getattr(renderer, "takes_steps", True)
-        self.controls["guidance"].disabled = not getattr(renderer, "takes_guidance", True)
+        from .renderers import capability
+
+        self.controls["steps"].disabled = not capability(renderer, "takes_steps")
+        self.controls["guidance"].disabled = not capability(renderer, "takes_guidance")
 
     # ------------------------------------------------------------------ what the controls ask for
     def request(self) -> Request:
@@ -171,7 +175,9 @@ class Panel:
             if not opt.panel:
                 continue
             value = c[opt.name].value
-            if opt.name == "expand":
+            if opt.name in ("steps", "guidance") and c[opt.name].disabled:
+                value = None  # a greyed-out control is "not set": the backend does not take it, so nothing is noted
+            elif opt.name == "expand":
                 value = not value
             elif opt.kind is float:
                 value = float(value)

@@ -6,9 +6,19 @@ A renderer is a small class registered under the "ipyimagine.renderers" entry po
     mybackend = "mypackage.render:MyRenderer"
 
 Its life for one cell: the session builds a `RenderJob` from the request (None where the user and the
-configuration said nothing), calls `resolve(job)` so the renderer fills in its own defaults (model, size,
-steps, guidance, quality) and clears what it does not use, makes the cache key and the record from that
-resolved job, and only then calls `render(job, on_step, cancelled)` for the seeds the cache does not have.
+configuration said nothing), drops each option the renderer does not declare in `takes` (with a note when the
+user set it: no backend keeps a list of what it ignores), calls `resolve(job)` so the renderer fills in its own
+defaults (model, size, steps, guidance, quality), makes the cache key and the record from that resolved job, and
+only then calls `render(job, on_step, cancelled)` for the seeds the cache does not have.
+
+A renderer declares what it takes and can do by class attributes (`RendererBase` holds them with their safe
+defaults; a third-party class that inherits nothing gets the same defaults through `capability`):
+
+    class MyRenderer(RendererBase):
+        name = "mine"
+        takes = frozenset({"model", "width", "height", "steps", "preview"})  # option names from params.py
+        takes_seed = True
+        runs_locally = False
 """
 
 from __future__ import annotations
@@ -45,13 +55,14 @@ class RenderJob:
     seed_honoured: bool = True  # False: the backend takes no seed, so the seed does not reproduce the picture
     notes: tuple[str, ...] = ()  # what resolve changed or ignored, in one sentence each (not part of the cache key)
     idea: str = ""  # the user's own words, for notes about them (not part of the cache key: the prompt is)
+    given: frozenset | None = None  # the options the user gave (not the configured defaults); None: treat all as given
 
     def identity(self) -> dict:
         """What determines the pictures (the cache key's part from the job): every field but the seeds and notes."""
         from dataclasses import asdict
 
         found = asdict(self)
-        for name in ("seeds", "notes", "idea", "preview", "server"):  # a pool's servers draw the same picture for a seed
+        for name in ("seeds", "notes", "idea", "preview", "server", "given"):  # a pool's servers draw the same picture for a seed
             found.pop(name)
         return found
 
@@ -96,12 +107,70 @@ class Renderer(Protocol):
         step, total)` shows the picture forming every `job.preview` steps: for a batch, the whole batch so far."""
 
 
+# The options a face fills into a RenderJob, by option name (params.py): the ones a renderer may or may not take.
+JOB_OPTIONS = ("model", "width", "height", "steps", "guidance", "sampler", "negative", "true_cfg", "lora", "preview", "server",
+               "workflow", "quality", "base_url")
+
+# Every capability a renderer may declare, with the value a renderer that says nothing gets.
+CAPABILITIES = {
+    "takes": None,  # option names it reads; None: every option (a renderer that declares nothing loses nothing)
+    "takes_seed": True,  # a seed reproduces the picture
+    "takes_negative": True,  # a negative prompt is used
+    "takes_steps": True,  # --steps is used
+    "takes_guidance": True,  # --guidance is used
+    "runs_locally": True,  # renders on this machine (on the one render thread); False: a server works (pools allowed)
+    "streams_previews": False,  # can show the picture forming (its render takes on_preview)
+    "input_images": 0,  # how many input pictures it takes (edit, vary): the next issues fill this in
+    "takes_mask": False,  # takes a mask with its input picture
+}
+
+
+class RendererBase:
+    """A renderer's declared contract: inherit from it and set what differs from these defaults."""
+
+    name = "renderer"
+    takes: frozenset | None = None
+    takes_seed = True
+    takes_negative = True
+    takes_steps = True
+    takes_guidance = True
+    runs_locally = True
+    streams_previews = False
+    input_images = 0
+    takes_mask = False
+
+    def __init__(self, config=None):
+        self.config = config
+
+
+def capability(renderer, name: str):
+    """A renderer's declared capability, or its default for a renderer that declares nothing (see CAPABILITIES)."""
+    return getattr(renderer, name, CAPABILITIES[name])
+
+
+def drop_untaken(job: RenderJob, renderer) -> RenderJob:
+    """The job without the options the renderer does not take, each noted in one sentence when the user gave it
+    (`job.given`; a configured default is dropped quietly). Done once by the session for every backend, before
+    `resolve`, so the cache key and the record never hold them."""
+    from dataclasses import replace
+
+    takes = capability(renderer, "takes")
+    if takes is None:
+        return job
+    dropped = [name for name in JOB_OPTIONS if name not in takes and getattr(job, name, None) is not None]
+    job = unused(job, renderer.name, *dropped) if dropped else job
+    if "negative" not in takes and job.negative_prompt:
+        job = replace(job, negative_prompt="")  # the expander's or a style's negative prompt too: it would not be used
+    return job
+
+
 def unused(job: RenderJob, renderer_name: str, *fields: str) -> RenderJob:
-    """The job with settings a renderer does not use set to None, and a note for each one that was set."""
+    """The job with settings a renderer does not use set to None, and a note for each one the user gave (a configured
+    default that does not apply is dropped without a word)."""
     from dataclasses import replace
 
     from ..params import flag_of
 
     notes = [f"{flag_of(name)} has no effect with the {renderer_name} backend; it was not used."
-             for name in fields if getattr(job, name) is not None]
+             for name in fields if getattr(job, name) is not None and (job.given is None or name in job.given)]
     return replace(job, notes=job.notes + tuple(notes), **{name: None for name in fields})

@@ -24,7 +24,7 @@ from dataclasses import replace
 
 from ..errors import BackendError, Cancelled, MissingDependency
 from ..redact import redact_data
-from . import Rendered, RenderJob, unused
+from . import Rendered, RendererBase, RenderJob
 from .servers import TooSlow, courtesy, first_server, host_of, one_sentence_detail, picture, read_capped, refusal, split_server, wait_for
 
 AUTH_ENV = "IPYIMAGINE_A1111_AUTH"
@@ -35,16 +35,21 @@ REPLY_MAX_BYTES = 512 * 2**20  # a txt2img reply holds every picture as base64
 TEXT_MAX = 4000  # characters of a server's infotext kept in a record
 
 
-class A1111Renderer:
+class A1111Renderer(RendererBase):
     name = "a1111"
-    takes_seed = True
-    takes_negative = True
-    takes_steps = True
-    takes_guidance = True
+    takes = frozenset({"model", "width", "height", "steps", "guidance", "sampler", "negative", "preview", "server"})
     runs_locally = False  # the work is the server's: renders to several servers may run at once
+    streams_previews = True
 
-    def __init__(self, config=None):
-        self.config = config
+    def fingerprint(self, job: RenderJob) -> str:
+        """The cache key's part for the weights: the model and the server(s), since another server with other files
+        under the same names makes other pictures."""
+        import json
+
+        from .servers import host_of
+
+        servers = job.server or getattr(self.config, "servers", None) or ()
+        return json.dumps([job.model, sorted(host_of(s) for s in servers)])
 
     def availability(self) -> str | None:
         if not _servers(self.config):
@@ -71,7 +76,6 @@ class A1111Renderer:
 
     def resolve(self, job: RenderJob) -> RenderJob:
         """The web UI's defaults for what the user did not set; what sdapi does not take is cleared."""
-        job = unused(job, self.name, "quality", "true_cfg", "lora")
         return replace(job, steps=job.steps or 20, guidance=job.guidance if job.guidance is not None else 7.0,
                        width=job.width or DEFAULT_SIZE, height=job.height or DEFAULT_SIZE, guidance_kind="cfg",
                        seed_honoured=True, base_url=None)

@@ -34,7 +34,7 @@ from dataclasses import replace
 from ..errors import BackendError, Cancelled, MissingDependency, RequestError
 from ..files import read_text
 from ..redact import redact
-from . import Rendered, RenderJob, unused
+from . import Rendered, RendererBase, RenderJob
 from .servers import STOP_SECONDS, TooSlow, courtesy, first_server, host_of, one_sentence_detail, picture, read_capped, refusal, split_server, wait_for
 
 TOKEN_ENV = "IPYIMAGINE_COMFYUI_TOKEN"
@@ -232,16 +232,14 @@ def _combo(info: dict, node: str, name: str):
     return [str(o) for o in options] if isinstance(options, list) else None
 
 
-class ComfyUIRenderer:
+class ComfyUIRenderer(RendererBase):
     name = "comfyui"
-    takes_seed = True
-    takes_negative = True
-    takes_steps = True
-    takes_guidance = True
+    takes = frozenset({"model", "width", "height", "steps", "guidance", "sampler", "negative", "preview", "server", "workflow"})
     runs_locally = False
+    streams_previews = True
 
     def __init__(self, config=None):
-        self.config = config
+        super().__init__(config)
         self._lists: dict[str, tuple[float, dict]] = {}  # server -> (when asked, what it has)
         self._lists_lock = threading.Lock()
 
@@ -304,7 +302,6 @@ class ComfyUIRenderer:
     def resolve(self, job: RenderJob) -> RenderJob:
         """The graph (read once), the settings it takes filled from the job or from the graph itself, and what the
         server has checked: its checkpoint for the built-in graph, a --model or --sampler it does not have refused."""
-        job = unused(job, self.name, "quality", "true_cfg", "lora", "base_url")
         graph = load_workflow(job.workflow)
         if job.workflow:  # the graph itself, read once: the cache key, the render and the record hold it, never a path
             job = replace(job, workflow=json.dumps(graph, sort_keys=True))

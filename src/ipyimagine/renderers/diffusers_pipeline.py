@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import BackendError, Cancelled, MissingDependency, ModelNotFound, RequestError
 from ..pngmeta import SAMPLERS
-from . import Rendered, RenderJob, unused
+from . import Rendered, RendererBase, RenderJob
 from .diffusers_families import (
     DEFAULT_STEPS,
     FEW_STEPS,
@@ -111,15 +111,13 @@ def _looks_like_path(model: str) -> bool:
     return model.startswith((".", "/", "~")) or os.sep in model.strip("/").replace("/", "", 1) or Path(model).expanduser().exists()
 
 
-class DiffusersRenderer:
+class DiffusersRenderer(RendererBase):
     name = "diffusers"
-    takes_seed = True
-    takes_negative = True
-    takes_steps = True
-    takes_guidance = True
+    takes = frozenset({"model", "width", "height", "steps", "guidance", "sampler", "negative", "true_cfg", "lora", "preview"})
+    streams_previews = True
 
     def __init__(self, config=None):
-        self.config = config
+        super().__init__(config)
         self._pipelines: dict[str, tuple] = {}  # model -> (loaded pipeline, Placement), reused across cells
         self._decoders: dict[int, object] = {}  # pipeline -> its preview decoder (or None)
         self._no_preview_said: set[int] = set()  # pipelines whose lack of previews the user was told of
@@ -209,7 +207,6 @@ class DiffusersRenderer:
     def resolve(self, job: RenderJob) -> RenderJob:
         """Model, steps, guidance, size and negative prompt as the family will really use them, read from the model's
         files (no loading): the user's value, else the folder's recommended.json, else the family's own default."""
-        job = unused(job, self.name, "quality", "base_url", "server", "workflow")
         model = job.model if job.model not in (None, BUNDLED_NAME) else None
         family = self.family(model)
         notes = list(job.notes)

@@ -17,22 +17,17 @@ import time
 from dataclasses import replace
 
 from ..errors import BackendError, Cancelled, MissingDependency, RequestError
-from . import Rendered, RenderJob, unused
+from . import Rendered, RendererBase, RenderJob
 from .servers import TooSlow, host_of, picture, refusal
 
 TOKEN_ENV = "HF_TOKEN"
 
 
-class HFInferenceRenderer:
+class HFInferenceRenderer(RendererBase):
     name = "hf"
+    takes = frozenset({"model", "width", "height", "steps", "guidance", "sampler", "negative", "preview", "server"})
     takes_seed = True  # passed on; whether a provider honours it is the provider's
-    takes_negative = True
-    takes_steps = True
-    takes_guidance = True
     runs_locally = False
-
-    def __init__(self, config=None):
-        self.config = config
 
     def availability(self) -> str | None:
         try:
@@ -48,7 +43,6 @@ class HFInferenceRenderer:
         return f"Hugging Face Inference Providers (provider {provider}) through huggingface_hub's InferenceClient; --model picks the model"
 
     def resolve(self, job: RenderJob) -> RenderJob:
-        job = unused(job, self.name, "quality", "true_cfg", "lora", "workflow", "base_url")
         if not job.model and not job.server:
             raise RequestError("The hf backend needs --model: a Hugging Face model id an Inference Provider serves, "
                                "e.g. black-forest-labs/FLUX.1-schnell.")

@@ -13,7 +13,7 @@ import time
 
 from .. import openai_support
 from ..errors import BackendError, RequestError
-from . import Rendered, RenderJob, unused
+from . import Rendered, RendererBase, RenderJob, unused
 
 STANDARD_SIZES = ("1024x1024", "1536x1024", "1024x1536")
 # GPT image models OpenAI serves (openai SDK 3.63's docstrings): sizes, qualities, and price per image at 1024x1024 by
@@ -65,16 +65,16 @@ def check_request(model: str, width: int | None, height: int | None, n: int, qua
         raise RequestError(f"{model} makes only {', '.join(STANDARD_SIZES)} images, not {size}; use --size 1024x1024.")
 
 
-class OpenAIImagesRenderer:
+class OpenAIImagesRenderer(RendererBase):
     name = "openai"
+    # steps: only a compatible server takes them (as num_inference_steps); resolve drops them for OpenAI's own models
+    takes = frozenset({"model", "width", "height", "steps", "quality", "base_url", "server", "preview"})
     takes_seed = False  # the images API has no seed (ipyimagine's cache is what makes a picture come back)
     takes_negative = False
     takes_steps = False
     takes_guidance = False
     runs_locally = False  # the server works: several servers of a pool render at once
-
-    def __init__(self, config=None):
-        self.config = config
+    streams_previews = True
 
     def availability(self) -> str | None:
         return openai_support.why_not_available(self.config)
@@ -97,8 +97,8 @@ class OpenAIImagesRenderer:
         openai_host = openai_support.is_openai(config, base_url)
         model = job.model or config.openai_image_model or openai_models.default_image_model(base_url, openai_host)
         family = model_family(model)
-        # OpenAI's own models take no steps; a compatible server (vLLM-Omni) takes num_inference_steps as an extra field
-        job = unused(job, self.name, *(("steps",) if openai_host else ()), "guidance", "true_cfg", "lora", "workflow", "sampler")
+        if openai_host:  # OpenAI's own models take no steps; a compatible server (vLLM-Omni) takes num_inference_steps
+            job = unused(job, self.name, "steps")
         notes = list(job.notes)
         refused, note = openai_models.lifecycle(model, base_url, "OpenAI model", "--model, or Imagine.openai_image_model",
                                                   openai_host)
