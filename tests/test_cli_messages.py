@@ -94,3 +94,11 @@ def test_o_into_a_missing_folder_makes_it_and_a_corrupt_log_is_one_sentence(tmp_
     done = subprocess.run([sys.executable, "-m", "ipyimagine", "history"], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().startswith(f"ipyimagine: The history log at {log} cannot be read (")
+
+
+@pytest.mark.parametrize("name", ["x y", "1st", "class"])
+def test_out_must_be_a_variable_name(shell, name):
+    from IPython.core.error import UsageError
+
+    with pytest.raises(UsageError, match=r"^--out .* is not a Python variable name; use letters, digits and _ \(e.g. --out picture\).$"):
+        shell.run_cell_magic("imagine", f"--seed 1 --steps 2 --out '{name}'", "a red circle")

@@ -108,3 +108,13 @@ def test_interrupt_while_the_panel_renders_its_first_picture_stops_it_and_the_ne
     msg_id = client.execute("%%imagine --seed 3 --steps 2\na red circle")
     seen = messages_until_idle(client, msg_id)
     assert any("image/png" in m["content"].get("data", {}) for m in seen) and time.time() - started < 20
+
+
+def test_the_panel_function_shows_the_panel_at_once_and_only_once(kernel):
+    _, client = kernel
+    msg_id = client.execute("import ipyimagine\np = ipyimagine.panel('a red circle', seed=3, steps=2)\np")
+    seen = messages_until_idle(client, msg_id)
+    views = [i for i, m in enumerate(seen) if "application/vnd.jupyter.widget-view+json" in m["content"].get("data", {})]
+    pictures = [i for i, m in enumerate(seen) if "image/png" in m["content"].get("data", {})]
+    assert len(views) == 1  # shown by panel(), not again as the cell's value
+    assert pictures and views[0] < pictures[0]  # before its first picture was made

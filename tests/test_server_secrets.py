@@ -311,3 +311,16 @@ def test_the_panels_cancel_interrupts_our_running_prompt_by_its_id(comfy_panel):
     interrupts = [r for r in comfy.requests if r["path"].endswith("/interrupt")]
     assert interrupts and all(r["json"] == {"prompt_id": ours} for r in interrupts)
     assert comfy.history[ours]["status"]["status_str"] == "error"  # interrupted
+
+
+def test_the_setting_trusts_notebook_workflows_without_asking(shell, tmp_path):
+    comfy = FakeComfyUI(step_seconds=0.001, cache=False)
+    config = ipyimagine.default_session().config
+    try:
+        notebook = crafted_notebook(tmp_path, WORKFLOW.read_text())
+        shell.run_line_magic("config", "Imagine.trust_notebook_workflows = True")
+        rerun_in(shell, notebook, f"1 --server {comfy.url()} --no-cache")
+        assert [r for r in comfy.requests if r["path"].endswith("/prompt") and r.get("json")]
+    finally:
+        config.trust_notebook_workflows = False
+        comfy.stop()

@@ -88,7 +88,10 @@ def test_a_locked_log_does_not_hold_the_picture_back(shell):
         gen, captured = run(shell, "--seed 5 --steps 2")
         waited = time.perf_counter() - started
     assert shown(captured) and waited < 10
-    assert any(n.startswith("Not logged: the history log at") and "locked by another process" in n for n in gen.notes)
+    assert any(n.startswith("Not logged yet: the history log at") and "locked by another process" in n
+               and n.endswith("the entry is logged with the next picture this kernel makes.") for n in gen.notes)
+    later, _ = run(shell, "--seed 6 --steps 2")  # the lock is gone: both entries reach the log
+    assert {later.id, gen.id} <= {r["id"] for r in userlog.read_records(limit=5)}
 
 
 def test_cache_clear_deletes_only_what_the_cache_wrote(shell, tmp_path, monkeypatch):

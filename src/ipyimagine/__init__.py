@@ -68,18 +68,27 @@ def imagine(idea, *, size=None, session: Session | None = None, on_step=None, **
 
 
 def panel(idea: str = "", *, session: Session | None = None, size=None, **options):
-    """The interactive panel for `idea` (sliders, editable prompt, progress, earlier results), showing its first
-    picture at once. Keyword options are `imagine()`'s (all but sweep). `.controls`, `.generate_button`,
-    `.result`, `.wait()`."""
+    """The interactive panel for `idea` (sliders, editable prompt, progress, earlier results). In a notebook it is shown
+    at once, with its progress, and the call returns with its first picture (Kernel -> Interrupt stops it). Keyword
+    options are `imagine()`'s (all but sweep). `.controls`, `.generate_button`, `.result`, `.wait()`."""
     from .params import refuse_unsupported
     from .widgets import Panel
 
     refuse_unsupported("interactive", options, "with the panel (it makes one picture at a time)")
     request = Request.from_options(idea or "(write an idea)", size=size, **options)
     made = Panel(session or default_session(), request, idea=idea)
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if getattr(shell, "kernel", None) is not None:
+        made.display()  # in a notebook: the panel and its progress now, not after the first picture
     if idea.strip():
         made.generate()
-        made.wait()
+        try:
+            made.wait()
+        except KeyboardInterrupt:
+            made.close()
+            raise
     return made
 
 

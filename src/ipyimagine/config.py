@@ -67,6 +67,8 @@ class _Settings(Configurable):
     server_concurrency = CInt(1, help="Renders sent to each server of a pool at once.").tag(config=True)
     max_pixels = CInt(None, allow_none=True, help="Largest picture (width x height) a cell may ask for; None: no cap below "
                                                   "ipyimagine's own 2048x2048.").tag(config=True)
+    trust_notebook_workflows = Bool(False, help="Let `%imagine rerun` send a ComfyUI workflow recorded in a notebook that this "
+                                                 "kernel did not write without asking for --yes (a graph can run any node).").tag(config=True)
     allow_download = Bool(True, help="Let the diffusers backend download a model id that is not in the local cache "
                                      "(ignored when HF_HUB_OFFLINE=1).").tag(config=True)
 

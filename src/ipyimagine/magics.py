@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keyword
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,6 +74,8 @@ class ImagineMagics(Magics):
         with _one_line():
             args = cell_parser().parse_args(split_line(line))
             given = given_options(args)
+        if args.out is not None and (not args.out.isidentifier() or keyword.iskeyword(args.out)):
+            raise UsageError(f"--out {args.out!r} is not a Python variable name; use letters, digits and _ (e.g. --out picture).")
         with _one_line():
             idea, unresolved = interpolate(cell, self.shell.user_ns)
         if unresolved:

@@ -60,6 +60,9 @@ def _why_stopped(error: BaseException) -> str:
     return _reason(error)
 
 
+MAX_UNLOGGED = 1000  # records kept for a log that stays locked (the notebook keeps them all anyway)
+
+
 def _cell_progress(on_step, index: int, cells: int):
     """Progress of one sweep cell, reported as progress through the whole sweep."""
     if on_step is None:
@@ -76,6 +79,7 @@ class Session:
         self.history: list[Generation] = []
         self._pools: dict[tuple, ServerPool] = {}
         self._pools_lock = threading.Lock()
+        self._unlogged: list[dict] = []  # records a busy log could not take yet, logged before the next one
 
     def renderer(self, name: str):
         if name not in self._renderers:
@@ -236,12 +240,17 @@ class Session:
         generation = replace(generation, files=tuple(files), notes=tuple(notes))
         self.history.append(generation)
         if self.config.log:
+            waiting = self._unlogged + [generation.record()]  # entries a locked log could not take earlier go first
             try:
-                userlog.log_record(generation.record())
+                while waiting:
+                    userlog.log_record(waiting[0])
+                    waiting.pop(0)
             except (Exception, KeyboardInterrupt) as error:  # the log never costs the picture; an entry is logged or says not
                 why = "interrupted" if isinstance(error, KeyboardInterrupt) else _reason(error)
-                generation = replace(generation, notes=generation.notes + (f"Not logged: {why}; the picture is fine.",))
+                generation = replace(generation, notes=generation.notes + (
+                    f"Not logged yet: {why}; the picture is fine, and the entry is logged with the next picture this kernel makes.",))
                 self.history[-1] = generation
+            self._unlogged = waiting[-MAX_UNLOGGED:]
         return generation
 
     def expansions(self, request: Request) -> list[Expansion]:
@@ -349,7 +358,7 @@ class Session:
         graph = load_workflow(workflow)
         text = json.dumps(graph, sort_keys=True)
         own = any(g.id == record.get("id") and json.loads(g.params.get("workflow") or "null") == graph for g in self.history)
-        if not own and not yes and not getattr(self.config, "trust_notebook_workflows", False):
+        if not own and not yes and not self.config.trust_notebook_workflows:
             classes = node_classes(graph)
             raise RequestError(f"This entry's workflow was not made in this kernel and would send a graph of {len(graph)} nodes "
                                f"({', '.join(c[:60] for c in classes[:20])}{', ...' if len(classes) > 20 else ''}) to the server; check it, "

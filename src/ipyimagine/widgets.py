@@ -431,4 +431,6 @@ class Panel:
         self._handles = (display(data, metadata=metadata, raw=True, display_id=True), display(caption, raw=True, display_id=True))
 
     def _ipython_display_(self) -> None:
-        self.display()
+        in_kernel = getattr(self._shell, "kernel", None) is not None
+        if self._handles is None or not in_kernel or getattr(self._shell, "parent_header", None) is not self._parent:
+            self.display()  # once per cell: `ipyimagine.panel(...)` shown at once is not shown again as the cell's value
