@@ -77,3 +77,10 @@ def test_sweep_limits(shell):
         shell.run_cell_magic("imagine", "--sweep seed=1-9 --sweep steps=1-9", "a red circle")
     with pytest.raises(UsageError, match="A sweep makes one picture per cell; leave out -n."):
         shell.run_cell_magic("imagine", "--sweep seed=1-2 -n 2", "a red circle")
+
+
+def test_a_sweeps_caption_says_what_every_picture_shares(shell):
+    with capture_output() as captured:
+        shell.run_cell_magic("imagine", "--sweep guidance=3,7 --seed 4 --steps 2", "a red circle")
+    caption = next(o.data["text/html"] for o in captured.outputs if "ipyimagine-caption" in o.data.get("text/html", ""))
+    assert "every picture: seed 4 · 2 steps · 64×64" in caption and "guidance 3" not in caption.split("every picture")[1]

@@ -157,9 +157,25 @@ class Grid:
         timing = "all from the cache" if cached == len(self.generations) else f"{self.seconds:.1f} s"
         return f"sweep of {' × '.join(axes)}: {len(self.generations)} pictures, {timing}"
 
+    def shared(self) -> str:
+        """The settings every picture of the grid shares (seed, steps, guidance, size): what the axes do not vary."""
+        def one(read):
+            values = {read(g) for g in self.generations}
+            return values.pop() if len(values) == 1 else None
+
+        seed = one(lambda g: g.seeds[0] if len(g.seeds) == 1 else None)
+        steps = one(lambda g: g.params.get("steps"))
+        guidance = one(lambda g: g.params.get("guidance") if g.params.get("guidance_kind") != "none" else None)
+        size = one(lambda g: (g.params.get("width"), g.params.get("height")))
+        parts = [f"seed {seed}" if seed is not None else "", f"{steps} steps" if steps is not None else "",
+                 f"guidance {guidance:g}" if isinstance(guidance, (int, float)) else "",
+                 f"{size[0]}×{size[1]}" if size and size[0] and size[1] else ""]
+        found = " · ".join(p for p in parts if p)
+        return f"every picture: {found}" if found else ""
+
     def caption(self) -> str:
         first = self.generations[0]
-        lines = [f"idea: {first.idea.strip()}", self.describe()]
+        lines = [f"idea: {first.idea.strip()}", self.describe()] + ([self.shared()] if self.shared() else [])
         return "\n".join(lines + [f"note: {n}" for n in self.notes])
 
     def html_caption(self) -> str:
@@ -169,7 +185,8 @@ class Grid:
         first = self.generations[0]
         notes = "".join(f"<div style='color:#a60'>{e(n)}</div>" for n in self.notes)
         return (f"<div class='ipyimagine-caption' style='font-size:0.9em;line-height:1.4'><b>{e(first.idea.strip())}</b>"
-                f"<div style='color:#666'>{e(self.describe())} · {e(first.backend)} · {e(str(first.model))}</div>{notes}</div>")
+                f"<div style='color:#666'>{e(self.describe())} · {e(first.backend)} · {e(str(first.model))}</div>"
+                f"<div style='color:#666'>{e(self.shared())}</div>{notes}</div>")
 
     def axes(self) -> dict:
         found = {"x_type": self.x.label, "x_values": list(self.x.values)}
