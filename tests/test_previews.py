@@ -29,7 +29,7 @@ def test_a_cell_shows_previews_while_it_renders_and_saves_only_the_final_picture
     manager, client = start_new_kernel(kernel_name="python3", env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
     try:
         client.execute_interactive(f"%load_ext ipyimagine\n%config Imagine.model = {tiny_model!r}", timeout=60)
-        msg_id = client.execute("%%imagine --seed 3 --steps 150 -n 3 --preview 2\na red circle")
+        msg_id = client.execute("%%imagine --seed 3 --steps 60 -n 2 --preview 2\na red circle")
         seen = messages_until_idle(client, msg_id)
     finally:
         client.stop_channels()

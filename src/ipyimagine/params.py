@@ -161,21 +161,12 @@ OPTIONS: tuple[Option, ...] = (
 )
 # fmt: on
 BY_NAME = {option.name: option for option in OPTIONS}
-BY_FLAG = {flag: option for option in OPTIONS for flag in option.flags}
 SIZE_HELP = "image size in pixels, WxH with multiples of 8, e.g. 512x512 (default: the model's own)"
-
-
-def option(name: str) -> Option:
-    return BY_NAME[name]
 
 
 def flag_of(name: str) -> str:
     """How a message names an option: as the user types it (`-n`, `--pick`, `--openai-base-url`)."""
     return BY_NAME[name].flag if name in BY_NAME else f"--{name.replace('_', '-')}"
-
-
-def options_for(face: str) -> tuple[Option, ...]:
-    return tuple(o for o in OPTIONS if face in o.faces)
 
 
 def refuse_unsupported(face: str, given: dict, why: str) -> None:

@@ -285,7 +285,7 @@ class Panel:
                 continue
             finally:
                 self._busy(False)
-            if token == self._token:  # a newer request exists: this result is stale, drop it
+            if token == self._token:  # still the newest request: show it (a stale result, when a newer one exists, is dropped)
                 self._show(generation, time.perf_counter() - asked_at, kept)
 
     def _busy(self, busy: bool) -> None:
@@ -359,22 +359,21 @@ class Panel:
         seed.on_click(lambda _: setattr(self.controls["seed"], "value", generation.seed))
         self.strip.children = (*self.strip.children[-11:], w.VBox([image, label, recall, seed], layout=w.Layout(align_items="center")))
 
-    def recall(self, generation, seed_only: bool = False) -> None:
+    def recall(self, generation) -> None:
         """Put an earlier result's settings back in the controls (renders once, if auto-render is on)."""
         c = self.controls
         auto, c["auto"].value = c["auto"].value, False
         try:
             c["seed"].value = generation.seed
-            if not seed_only:
-                p = generation.params
-                for name in ("steps", "guidance", "width", "height"):
-                    if p.get(name) is not None:
-                        c[name].value = p[name]
-                c["n"].value = len(generation.seeds)
-                self._shown_prompt = ""  # recalled as rendered: expansion and style included, rendered as written
-                c["prompt"].value = generation.prompt
-                c["negative"].value = generation.negative_prompt
-                c["style"].value = NO_STYLE
+            p = generation.params
+            for name in ("steps", "guidance", "width", "height"):
+                if p.get(name) is not None:
+                    c[name].value = p[name]
+            c["n"].value = len(generation.seeds)
+            self._shown_prompt = ""  # recalled as rendered: expansion and style included, rendered as written
+            c["prompt"].value = generation.prompt
+            c["negative"].value = generation.negative_prompt
+            c["style"].value = NO_STYLE
         finally:
             c["auto"].value = auto
         if auto:

@@ -380,7 +380,7 @@ class DiffusersRenderer(RendererBase):
         denoiser = _denoising_pipe(pipe)
         own_scheduler = denoiser.scheduler
         if job.sampler:  # the model's own scheduler comes back after the render: the next cell gets the plain model
-            chosen = getattr(_import_schedulers(), scheduler_for(job.sampler, None, type(pipe).__name__, denoiser))
+            chosen = getattr(import_torch_and_diffusers()[1], scheduler_for(job.sampler, None, type(pipe).__name__, denoiser))
             denoiser.scheduler = chosen.from_config(_config_for(chosen, own_scheduler.config))
         adapters = self._apply_loras(pipe, job.lora)
         try:
@@ -590,10 +590,6 @@ def _config_for(scheduler_class, config) -> dict:
     return {k: v for k, v in dict(config).items() if k in taken or k.startswith("_")}
 
 
-def _import_schedulers():
-    return import_torch_and_diffusers()[1]
-
-
 def scheduler_for(sampler: str, folder, pipeline: str, pipe=None) -> str:
     """The diffusers scheduler class that draws a web-UI sampler name and fits this model (a flow-matching model takes
     only flow-matching samplers), or a RequestError that lists what fits."""
@@ -605,7 +601,7 @@ def scheduler_for(sampler: str, folder, pipeline: str, pipe=None) -> str:
         name = read_json(folder / "scheduler" / "scheduler_config.json").get("_class_name") if folder is not None else None
     fitting = scheduler_compatibles(name)  # from the table: no diffusers import to resolve a cell
     if fitting is None and isinstance(name, str):
-        own = type(pipe.scheduler) if pipe is not None else getattr(_import_schedulers(), name, None)
+        own = type(pipe.scheduler) if pipe is not None else getattr(import_torch_and_diffusers()[1], name, None)
         fitting = {own.__name__, *(c if isinstance(c, str) else c.__name__ for c in getattr(own, "_compatibles", []))} if own else set()
     fitting = fitting or set()
     candidates = SCHEDULERS.get(sampler.strip().lower())
