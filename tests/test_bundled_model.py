@@ -27,6 +27,7 @@ def test_it_is_a_plain_stable_diffusion_folder_under_20_mb_loaded_the_ordinary_w
         assert len(pipe.tokenizer(word, add_special_tokens=False).input_ids) == 1, word
 
 
+@pytest.mark.slow
 def test_it_draws_what_the_caption_says_well_above_chance():
     figures = evaluate(quick=True)  # 12 held-out + 12 seen captions, 4 captions x 4 seeds, at its recommended guidance
     for group in ("held_out", "seen"):
@@ -52,6 +53,7 @@ def test_an_idea_outside_its_world_still_renders_with_a_one_line_note():
     assert [n for n in pink.notes if "bundled model" in n][0].startswith("The bundled model does not know 'pink'")
 
 
+@pytest.mark.slow
 def test_the_template_expansion_still_draws_the_idea():
     from ipyimagine import Imagine, Request, Session
 

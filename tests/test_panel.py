@@ -137,6 +137,7 @@ def test_the_panel_carries_every_option_of_the_cell(shell, tmp_path):
     assert len(list((tmp_path / "my pictures").glob("*.png"))) == 2
 
 
+@pytest.mark.slow
 def test_two_panels_rendering_at_once_take_turns_on_the_shared_pipeline(session):
     panels = [ipyimagine.panel("a red circle", session=session, seed=s, steps=30) for s in (1, 2)]
     for p in panels:
