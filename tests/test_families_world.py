@@ -198,3 +198,9 @@ def test_a_lora_made_for_another_model_says_so_in_one_sentence(tmp_path, tiny_mo
     message = str(caught.value)
     assert "\n" not in message and "Error(s) in loading" not in message
     assert message.startswith(f"--lora '{lora}:0.8' does not fit StableDiffusionXLPipeline: its layers do not match")
+
+
+def test_a_long_prompt_cut_by_kandinsky_22s_prior_is_noted(folders, session):
+    long = "a red circle " + " ".join(["on a blue background"] * 40)
+    gen = session.imagine(Request(long, model=folders["kandinsky22"], steps=2, seed=1, expand=False))
+    assert any(n.startswith("The model reads ") and "the prompt was cut after" in n for n in gen.notes)

@@ -524,7 +524,8 @@ class DiffusersRenderer(RendererBase):
         CLIP alone: 77). The bundled model reads only its short captions, so for it the cut is not worth a note."""
         if job.model in (None, BUNDLED_NAME):
             return []
-        tokenizers = [t for t in (getattr(pipe, n, None) for n in ("tokenizer_3", "tokenizer_2", "tokenizer")) if t is not None]
+        names = ("tokenizer_3", "tokenizer_2", "tokenizer", "prior_tokenizer")  # a combined pipeline's prompt is read by its prior
+        tokenizers = [t for t in (getattr(pipe, n, None) for n in names) if t is not None and hasattr(t, "model_max_length")]
         long_reach = [t for t in tokenizers if not type(t).__name__.startswith("CLIP")]
         if long_reach and family is not None and family.text_limit:
             tokenizer, limit = long_reach[0], family.text_limit
