@@ -179,3 +179,11 @@ def test_each_kept_render_has_its_own_output_and_a_slider_render_replaces_the_la
     assert panel.wait(60)
     assert (len(panel.history), len(panel.strip.children)) == before and "the same picture as before" in panel.status.value
     assert "seed 7" in panel.strip.children[-1].children[1].value and "2 st" in panel.strip.children[-1].children[1].value
+
+
+def test_a_picture_from_the_cache_leaves_a_full_bar_not_an_empty_one(panel):
+    panel.generate_button.click()
+    assert panel.wait(60)
+    panel.generate_button.click()  # the same settings: from the cache, no steps reported
+    assert panel.wait(60)
+    assert panel.progress.value == panel.progress.max and panel.status.value.startswith("done in")

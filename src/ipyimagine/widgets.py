@@ -321,6 +321,8 @@ class Panel:
         self.image.value = png_bytes(grid(generation.images))
         self.caption.value = html_caption(generation)
         self.status.value = f"done in {seconds:.1f} s" + (" (the same picture as before)" if repeat else "")
+        self.progress.max = max(self.progress.max, 1)
+        self.progress.value = self.progress.max  # a picture from the cache reported no steps: the bar is full, not empty
         self._shown_prompt = generation.prompt
         self.controls["prompt"].value = generation.prompt  # the prompt used, ready to edit
         if repeat:
