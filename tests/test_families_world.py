@@ -204,3 +204,11 @@ def test_a_long_prompt_cut_by_kandinsky_22s_prior_is_noted(folders, session):
     long = "a red circle " + " ".join(["on a blue background"] * 40)
     gen = session.imagine(Request(long, model=folders["kandinsky22"], steps=2, seed=1, expand=False))
     assert any(n.startswith("The model reads ") and "the prompt was cut after" in n for n in gen.notes)
+
+
+def test_a_flux_render_without_a_size_still_shows_previews(folders, session):
+    """FLUX holds packed latents; with no --size they are unpacked at the pipeline's own default size."""
+    frames = []
+    gen = session.imagine(Request("a red circle", model=folders["flux-schnell"], steps=3, seed=1, expand=False, preview=1),
+                          on_preview=lambda image, done, total: frames.append(image.size))
+    assert frames and not any(n.startswith("No previews") for n in gen.notes)

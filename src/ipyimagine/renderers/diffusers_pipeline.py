@@ -452,6 +452,7 @@ class DiffusersRenderer(RendererBase):
             return None
 
         wanted = getattr(on_preview, "wanted", None)  # a listener that shows frames at its own pace says when one is wanted
+        failed: list = []  # set when the decoder could not read this render's latents
 
         def show(latents, step: int, done: int, total: int) -> None:
             if latents is None or step % every or step >= job.steps:  # the last step's picture is the final one anyway
@@ -460,14 +461,15 @@ class DiffusersRenderer(RendererBase):
                 return  # it would not be seen: not decoded
             from ..display import grid
 
-            if self._decoders.get(key) is None:
+            if failed:
                 return
             try:
                 picture = decoder(latents, job.width, job.height)
-            except Exception:  # noqa: BLE001 - a decoder that does not fit these latents: no previews, said once
-                self._decoders[key] = None
-                self._no_preview_said.add(key)
-                notes.append(f"No previews for {type(pipe).__name__}: its latents do not fit the preview decoder.")
+            except Exception:  # noqa: BLE001 - latents the decoder cannot read: no more tries this render, said once
+                failed.append(True)
+                if key not in self._no_preview_said:
+                    self._no_preview_said.add(key)
+                    notes.append(f"No previews for {type(pipe).__name__} this time: its latents did not fit the preview decoder.")
                 return
             try:
                 on_preview(grid([*images, picture]) if images else picture, done, total)

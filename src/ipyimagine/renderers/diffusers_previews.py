@@ -102,8 +102,12 @@ class PreviewDecoder:
 
     def _unpacked(self, latents, width, height):
         """FLUX and Qwen-Image hold latents as 2x2 packed sequences: back to (batch, channels, h, w)."""
-        if latents.ndim == 3 and hasattr(self.pipe, "_unpack_latents") and width and height:
-            return self.pipe._unpack_latents(latents, height, width, self.pipe.vae_scale_factor)
+        if latents.ndim == 3 and hasattr(self.pipe, "_unpack_latents"):
+            if not (width and height):  # no size asked: the pipeline's own default, as it renders then
+                side = getattr(self.pipe, "default_sample_size", None)
+                width = height = side * self.pipe.vae_scale_factor if side else None
+            if width and height:
+                return self.pipe._unpack_latents(latents, height, width, self.pipe.vae_scale_factor)
         return latents
 
 
