@@ -29,6 +29,10 @@ Modes (a path prefix):
                   header, a 20000x20000 one, a cut-off PNG, bytes that are no image, a picture half the asked size
     infolist      txt2img's `info` is a JSON list (not the string holding an object the web UI sends)
     strnumbers    txt2img's `info` reports steps and cfg_scale as strings ("20 steps", "seven")
+    hugeinfo      txt2img succeeds, but its infotexts, sampler name and extra generation parameters each carry
+                  `huge_text` characters more (5 MB), and so does each picture's "parameters" PNG chunk
+    otherseed     txt2img draws with the seed asked plus 1000 and says so (seed, all_seeds, infotexts), as a server
+                  whose script or extension changes the seed does
 Two attributes model sdapi-compatible servers that are not the web UI: `lists_models = False` (GET sd-models answers
 [] although txt2img works) and `placeholder = True` (/progress reports progress 0 with the same placeholder picture
 in current_image for the whole job; `placeholder_image` is its base64).
@@ -77,7 +81,7 @@ from PIL import Image, PngImagePlugin
 from .pictures import BAD_PICTURES, bad_picture
 
 MODES = ("ok", "unauthorized", "noapi", "error500", "error422", "slow", "html", "badjson", "dies", "echo401", "echo500", "echoinfo",
-         "drip", "infolist", "strnumbers", *BAD_PICTURES)
+         "drip", "infolist", "strnumbers", "hugeinfo", "otherseed", *BAD_PICTURES)
 VERSION = "v1.10.1"
 
 
@@ -382,6 +386,8 @@ class Handler(BaseHTTPRequestHandler):
             server.on_txt2img(request)
         if request["seed"] in server.refuse_seeds:
             raise _HTTPError(400, {"detail": f"seed {request['seed']} cannot be used with this model"})
+        if mode == "otherseed" and request["seed"] not in (None, -1):
+            request = {**request, "seed": request["seed"] + 1000}
         sampler = request.get("sampler_name") or request.get("sampler_index") or "DPM++ 2M"
         known = {n: n for n, _, _ in SAMPLERS} | {alias: n for n, aliases, _ in SAMPLERS for alias in aliases}
         if sampler not in known:
@@ -409,6 +415,17 @@ class Handler(BaseHTTPRequestHandler):
             info["infotexts"] = [f"{text}, {echo}" for text in info["infotexts"]]
             info["sampler_name"] = f"{info['sampler_name']} ({echo})"
             result = {**result, "info": json.dumps(info)}
+        if mode == "hugeinfo":
+            padding = "x" * server.huge_text
+            info = json.loads(result["info"])
+            info["infotexts"] = [f"{text}, Note: {padding}" for text in info["infotexts"]]
+            info["sampler_name"] = f"{info['sampler_name']} {padding}"
+            info["extra_generation_params"] = {"Note": padding}
+            images = []
+            for item in result["images"]:
+                with Image.open(io.BytesIO(base64.b64decode(item))) as image:
+                    images.append(_png(image, f"{image.info.get('parameters', '')}, Note: {padding}"))
+            result = {**result, "images": images, "info": json.dumps(info)}
         if mode in BAD_PICTURES:
             raw = bad_picture(mode, request["width"], request["height"])
             result = {**result, "images": [base64.b64encode(raw).decode() for _ in result["images"]]}
@@ -454,6 +471,7 @@ class FakeA1111(ThreadingHTTPServer):
         self.return_grid = return_grid
         self.slow_seconds = slow_seconds
         self.drip_seconds, self.drip_bytes = 0.5, 20
+        self.huge_text = 5 * 2**20  # characters each server text carries more in the hugeinfo mode
         self.dripping = threading.Event()
         self.refuse_seeds: set[int] = set()
         self.on_txt2img = None
