@@ -34,4 +34,6 @@ def open_untrusted(raw: bytes, who: str, max_pixels: int | None = None):
         image.load()
     except Exception:  # noqa: BLE001 - truncated or corrupt data
         raise BackendError(f"{who} a picture that is truncated or corrupt.") from None
-    return image.convert("RGB")
+    picture = image.convert("RGB")
+    picture.info = {}  # the sender's text chunks, profile and the like stay behind (an infotext may be megabytes)
+    return picture

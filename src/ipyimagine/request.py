@@ -103,6 +103,9 @@ def url_secrets(url: str | None) -> list[str]:
     return sorted({s for s in found if s and len(s) >= 3}, key=len, reverse=True)
 
 
+MAX_RECORDED_GRAPH = 256 * 1024  # characters of a workflow graph given as text that a record keeps (session.MAX_RECORD_WORKFLOW)
+
+
 def public_request(request) -> dict:
     """The request as a record keeps it: plain data, server addresses without credentials."""
     data = asdict(request)
@@ -114,6 +117,10 @@ def public_request(request) -> dict:
         from pathlib import PurePath
 
         data["workflow"] = PurePath(workflow).name  # the file's name; the graph itself is in params.workflow, never a path
+    elif isinstance(workflow, str) and len(workflow) > MAX_RECORDED_GRAPH:  # a graph given as text: kept as its hash
+        import hashlib
+
+        data["workflow"] = f"(a graph of {len(workflow):,} characters, SHA-256 {hashlib.sha256(workflow.encode('utf-8', 'replace')).hexdigest()})"
     data["sweep"] = list(data["sweep"]) if data.get("sweep") else None
     return data
 

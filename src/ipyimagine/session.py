@@ -7,6 +7,7 @@ model), the expansions already written (an LLM call is paid once), and this kern
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import threading
@@ -23,7 +24,7 @@ from .errors import Cancelled, ImagineError, RequestError
 from .params import BY_NAME, MAX_SEED, from_record, refuse_unsupported
 from .pool import BatchProgress, ServerPool, Unfinished, run_all
 from .renderers import Rendered, RenderJob, capability, drop_untaken
-from .request import Expansion, Generation, Request, public_url
+from .request import MAX_RECORDED_GRAPH, Expansion, Generation, Request, public_url
 from .styles import get_style
 
 
@@ -192,6 +193,7 @@ class Session:
             cache_notes = [f"Only {len(made)} of {len(seeds)} pictures were made (seeds {', '.join(map(str, made))}): "
                            f"{_why_stopped(stopped)}", *cut.notes]
         finished = time.perf_counter()
+        made = _drawn_seeds(rendered.params, made)  # the seed each picture was drawn with, as its server says
 
         # 6. Record.
         generation = Generation(
@@ -328,10 +330,13 @@ class Session:
         entry this kernel did not make is sent only with `yes=True` (--yes) or Imagine.trust_notebook_workflows."""
         refuse_unsupported("rerun", changes, "with rerun: it renders the entry's own prompt again")
         values = from_record(record)
+        params = record.get("params") or {}
+        kept_hash = params.get("workflow_sha256") if isinstance(params, dict) else None
+        if kept_hash is not None and values.get("workflow") is None:  # a graph too large for the record: the user's file
+            self._workflow_by_hash(str(kept_hash), params.get("workflow_chars"), changes.get("workflow"), on_notice)
         if values.get("workflow") is not None and not changes.get("workflow"):
             values["workflow"] = self._recorded_workflow(record, values["workflow"], yes)
         values.update(style=None, expand=False)  # the recorded prompt already holds the expansion and the style
-        params = record.get("params") or {}
         if params.get("base_url") and not changes.get("base_url") and not changes.get("server"):
             same = [s for s in (self.config.servers or []) if public_url(s) == params["base_url"]]
             if same:  # the configured server that made it (with its full address: path, token)
@@ -345,6 +350,21 @@ class Session:
         values.update({k: v for k, v in changes.items() if v is not None})
         return self.imagine(Request.from_options(record.get("idea") or values["prompt"], **values),
                             on_step=on_step, cancelled=cancelled, on_notice=on_notice, on_preview=on_preview, on_status=on_status)
+
+    @staticmethod
+    def _workflow_by_hash(kept_hash: str, chars, given: str | None, on_notice=None) -> None:
+        """An entry whose workflow graph was too large to keep in its record (it keeps its SHA-256): made again only from
+        the user's own --workflow FILE, which is checked against the hash (another graph makes a remix, and says so)."""
+        from .renderers.comfyui import load_workflow
+
+        size = f" ({chars / 2**20:.1f} MB)" if isinstance(chars, int) and not isinstance(chars, bool) else ""
+        if not given:
+            raise RequestError(f"This entry's workflow graph{size} was too large to keep in its record, which holds only its "
+                               "SHA-256; give --workflow FILE with that workflow to make it again.")
+        if workflow_hash(json.dumps(load_workflow(given), sort_keys=True)) != kept_hash and on_notice is not None:
+            named = "The workflow given" if given.lstrip().startswith("{") else f"--workflow {Path(given).name}"
+            on_notice(f"{named} is not the workflow this entry was made with (its SHA-256 differs); the "
+                      "picture is made with it, as a remix.")
 
     def _recorded_workflow(self, record: dict, workflow, yes: bool) -> str:
         """An entry's workflow as a graph to send again: records hold JSON graphs, never paths; and a graph from an
@@ -432,9 +452,13 @@ class Session:
         drew each picture, every note once (a part drawn at another size than the others says so in its own note)."""
         notes = list(dict.fromkeys(n for part in parts for n in part.notes)) + list(pool_notes)
         drawn = [part.params.get("drawn_by") for part in parts]
-        return Rendered(images=[image for part in parts for image in part.images], model=parts[0].model,
-                        params={**parts[0].params, "servers": sorted({p.params.get("server", "") for p in parts} - {""}),
-                                "drawn_by": drawn},
+        params = {**parts[0].params, "servers": sorted({p.params.get("server", "") for p in parts} - {""}), "drawn_by": drawn}
+        reported = [part.params.get("server_seeds") for part in parts]
+        if all(isinstance(r, list) and len(r) == len(part.images) for r, part in zip(reported, parts)):
+            params["server_seeds"] = [seed for r in reported for seed in r]  # each picture's, not only the first part's
+        else:
+            params.pop("server_seeds", None)
+        return Rendered(images=[image for part in parts for image in part.images], model=parts[0].model, params=params,
                         notes=notes, load_seconds=0.0)
 
     def _render(self, renderer, job: RenderJob, use_cache: bool, on_step, cancelled, on_preview=None,
@@ -448,37 +472,115 @@ class Session:
         found = {seed: cache.get_image(keys[seed]) for seed in job.seeds} if use_cache else {}
         missing = tuple(seed for seed in job.seeds if found.get(seed) is None)
         notes: list[str] = []
+        drawn: dict[int, int] = {}  # seed asked -> the seed the server says drew it, where it says another
 
         def keep(seeds, fresh: Rendered) -> dict:
+            """Cache each fresh picture under its seed; one whose server says it drew it with another seed is not cached
+            (the cache must give a seed's own picture) and is recorded with the seed it was drawn with."""
             about = {"model": fresh.model, "params": fresh.params, "notes": fresh.notes}
-            for seed, image in zip(seeds, fresh.images):
-                problem = cache.put_image(keys[seed], image, about)
+            used_seeds = _seeds_used(fresh, seeds)
+            for seed, image, used in zip(seeds, fresh.images, used_seeds):
+                problem = cache.put_image(keys[seed], image, about) if used == seed else None
                 if problem and not notes:
                     notes.append(f"The picture is fine; {problem}.")
                 found[seed] = (image, about)
+                drawn[seed] = seed if used is None else used
+            other = [(seed, used) for seed, used in zip(seeds, used_seeds) if used is not None and used != seed]
+            if other:
+                said = ", ".join(f"{used} for {seed}" for seed, used in other)
+                notes.append(f"The server says it drew with another seed than asked ({said}): the record keeps the seed each "
+                             "picture was drawn with, and such a picture is not cached.")
+            if None in used_seeds:
+                notes.append("The server reported a seed that is not a seed; the picture is recorded with the seed asked and "
+                             "was not cached.")
             return about
 
         if missing:
             try:
-                fresh = self._fresh(renderer, replace(job, seeds=missing), on_step, cancelled, on_preview, on_status)
+                fresh = bounded(self._fresh(renderer, replace(job, seeds=missing), on_step, cancelled, on_preview, on_status))
             except _PartlyMade as cut:  # what was finished is cached, and handed on with the cached ones
-                about = keep(cut.seeds, cut.rendered)
+                about = keep(cut.seeds, bounded(cut.rendered))
                 have = tuple(seed for seed in job.seeds if found.get(seed) is not None)
                 raise _PartlyMade(cut.error, have, Rendered(
                     images=[found[seed][0] for seed in have], model=about["model"],
-                    params={**about["params"], "cached_images": len(have) - len(cut.seeds)}, notes=list(about["notes"])),
-                    notes) from None
+                    params=_with_seeds_used({**about["params"], "cached_images": len(have) - len(cut.seeds)}, have, drawn),
+                    notes=list(about["notes"])), notes) from None
             about = keep(missing, fresh)
         else:
             fresh, about = None, found[job.seeds[0]][1]
         rendered = Rendered(
             images=[found[seed][0] for seed in job.seeds],
             model=about["model"],
-            params={**about["params"], "cached_images": len(job.seeds) - len(missing)},
+            params=_with_seeds_used({**about["params"], "cached_images": len(job.seeds) - len(missing)}, job.seeds, drawn),
             notes=list(about["notes"]),
             load_seconds=fresh.load_seconds if fresh else 0.0,
         )
         return rendered, notes
+
+
+def _seeds_used(fresh: Rendered, seeds) -> list:
+    """The seed each fresh picture was drawn with: its server's own word (params['server_seeds'], one whole number a
+    picture) where it gives one, else the seed asked; None for a picture whose server reports a seed that is not one
+    (recorded with the seed asked, not cached)."""
+    reported = fresh.params.get("server_seeds")
+    if not isinstance(reported, list) or len(reported) < len(seeds):
+        return list(seeds)
+    return [s if isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED else None for s in reported[: len(seeds)]]
+
+
+def _with_seeds_used(params: dict, seeds, drawn: dict) -> dict:
+    """The params of a render, saying which pictures were drawn with another seed than the one asked ('seeds_asked', next
+    to the seeds used, which the record keeps as its seeds)."""
+    if all(drawn.get(seed, seed) == seed for seed in seeds):
+        return {k: v for k, v in params.items() if k not in ("seeds_asked", "seeds_used")}
+    return {**params, "seeds_asked": list(seeds), "seeds_used": [drawn.get(seed, seed) for seed in seeds]}
+
+
+def _drawn_seeds(params: dict, made: tuple) -> tuple:
+    used = params.get("seeds_used")
+    if params.get("seeds_asked") == list(made) and isinstance(used, list) and len(used) == len(made):
+        return tuple(used)
+    return made
+
+
+MAX_RECORD_TEXT = 8 * 1024  # characters of one text a backend reports (an infotext, a revised prompt) kept in a record
+MAX_RECORD_VALUE = 64 * 1024  # bytes of JSON of one other reported value (a list, a mapping) kept in a record
+MAX_RECORD_WORKFLOW = MAX_RECORDED_GRAPH  # characters of a workflow graph kept in a record; a larger one is kept as its hash
+WORKFLOW_EXCERPT = 1000  # characters of such a graph kept to show what it was
+MAX_NOTE = 1000  # characters of one note
+
+
+def workflow_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
+
+
+def bounded(rendered: Rendered) -> Rendered:
+    """What a backend reports, bounded before it is copied into the cache, the record, every PNG and the cell's output: a
+    workflow graph above MAX_RECORD_WORKFLOW becomes its SHA-256 and a short excerpt (a rerun then asks for the file), a
+    longer text is cut, a large list or mapping is left out, each with a note."""
+    params, notes = dict(rendered.params), [n if len(n) <= MAX_NOTE else n[:MAX_NOTE] + "…" for n in rendered.notes]
+    for key, value in list(params.items()):
+        if key == "workflow" and isinstance(value, str):
+            if len(value) > MAX_RECORD_WORKFLOW:
+                del params[key]
+                params.update(workflow_sha256=workflow_hash(value), workflow_chars=len(value), workflow_excerpt=value[:WORKFLOW_EXCERPT])
+                notes.append(f"The workflow graph ({len(value) / 2**20:.1f} MB) is larger than a record keeps "
+                             f"({MAX_RECORD_WORKFLOW // 1024} KB): the record holds its SHA-256 and its first {WORKFLOW_EXCERPT:,} "
+                             "characters, and a rerun asks for the file (--workflow FILE).")
+        elif isinstance(value, str) and len(value) > MAX_RECORD_TEXT:
+            params[key] = value[:MAX_RECORD_TEXT] + "…"
+            notes.append(f"The backend's {key} ({len(value):,} characters) was cut to its first {MAX_RECORD_TEXT:,} in the record.")
+        elif isinstance(value, (list, dict)):
+            try:
+                size = len(json.dumps(value, default=str))
+            except (TypeError, ValueError, RecursionError):
+                size = MAX_RECORD_VALUE + 1
+            if size > MAX_RECORD_VALUE:
+                del params[key]
+                notes.append(f"The backend's {key} ({size:,} bytes as JSON) is larger than a record keeps; it was left out.")
+    if params != rendered.params or notes != list(rendered.notes):
+        rendered = replace(rendered, params=params, notes=notes)
+    return rendered
 
 
 def _drawn(part: Rendered, server: str) -> Rendered:

@@ -71,7 +71,9 @@ class RenderJob:
 class Rendered:
     images: list
     model: str  # how the model is named in the record (an id, a folder as given, never a private path)
-    params: dict  # what was really used: steps, guidance, width, height, scheduler, device, ...
+    params: dict  # what was really used: steps, guidance, width, height, scheduler, device, ...; server_seeds: the seed each
+    #               picture was drawn with, where a server says (the session records it, and does not cache a picture
+    #               drawn with another seed than asked); what is copied into records is bounded (session.bounded)
     notes: list[str] = field(default_factory=list)  # one-line remarks the user should see
     load_seconds: float = 0.0
 

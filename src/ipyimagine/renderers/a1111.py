@@ -118,13 +118,13 @@ class A1111Renderer(RendererBase):
             raise refusal(reply.status_code, f"{host_of(server)} answered {reply.status_code} to the txt2img request"
                                              f"{one_sentence_detail(reply)}.")
         images, info, notes = self._read(reply, server, job)
-        seeds = info.get("all_seeds")  # the seeds the server says it used: whole numbers, one a picture, or ours
+        # the seeds the server says it used: whole numbers, one a picture, or ours; the session records each picture with the
+        # seed that drew it (and says so where it is not the one asked)
+        seeds = info.get("all_seeds")
         if isinstance(seeds, list) and len(seeds) >= len(images) and all(_is_number(s, int) for s in seeds[: len(images)]):
             seeds = [int(s) for s in seeds[: len(images)]]
         else:
             seeds = [job.seeds[0] + i for i in range(len(images))]
-        if list(seeds[: len(job.seeds)]) != list(job.seeds):
-            notes.append(f"{host_of(server)} used seeds {seeds[: len(job.seeds)]} instead of {list(job.seeds)}.")
         infotexts = info.get("infotexts")
         params = {
             "steps": _reported(info, "steps", job.steps, int, server, notes),
