@@ -192,7 +192,7 @@ class ImagineMagics(Magics):
         args, changes = _line_options("%imagine rerun", "entry", "an entry number from %imagine history, or a PNG file "
                                       "ipyimagine wrote", arguments, confirm=True)
         if args.entry.isdigit():
-            rows, _ = history(self.session, self.shell)
+            rows, _ = history(self.session, self.shell, thumbnails=False)
             entries = {row.number: row.record for row in rows}
             if args.entry not in entries:
                 raise UsageError(f"There is no history entry {args.entry}; %imagine history lists them (1 to {len(entries)}).")

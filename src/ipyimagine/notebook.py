@@ -2,13 +2,14 @@
 
 Every picture output (a cell, a sweep grid, a panel render) carries its history entries under one key,
 
-    {"ipyimagine": {"format": 2, "kind": "generation" | "grid" | "panel", "entries": [record, ...],
-                    "thumbnails": [base64 JPEG, ...]}}     # thumbnails: grids only, one small one per entry
+    {"ipyimagine": {"format": 2, "kind": "generation" | "grid" | "batch" | "panel", "entries": [record, ...],
+                    "thumbnails": [base64 JPEG, ...]}}     # thumbnails: grids and batches only, one small one per entry
 
 so a reopened, shared or exported notebook lists what was made in it. Older notebooks (format 1: a record
 directly under "ipyimagine", or under "ipyimagine-grid" / "ipyimagine-panel") are read too. Notebook files are
 data from outside: records with wrong types are skipped with one note, thumbnails are decoded and encoded
-again (never passed through), and the kernel never writes the .ipynb.
+again (never passed through) within a bounded cost (base64 length and the header's size are checked before any pixel
+is decoded, and a notebook's thumbnails share one budget of pixels), and the kernel never writes the .ipynb.
 """
 
 from __future__ import annotations
@@ -71,39 +72,70 @@ def record_problem(record) -> str | None:
     return None
 
 
-def safe_thumbnail(data_b64) -> str | None:
-    """A small JPEG made again from untrusted base64 image data (None if it is not a picture): nothing from the
-    file is passed on as it was."""
-    from .display import thumbnail_b64
+# The work one entry's thumbnail may cost, read from a notebook that may be crafted: a thumbnail ipyimagine wrote is a
+# 1-2 KB JPEG of 64 px, an output's picture a PNG of the size shown. Anything larger is not decoded (and not shown).
+THUMBNAIL_MAX_B64 = 64 * 1024  # characters of base64 of a grid's thumbnail
+THUMBNAIL_MAX_PIXELS = 512 * 512
+PICTURE_MAX_B64 = 12 * 2**20  # characters of base64 of an output's picture, from which its thumbnail is made
+PICTURE_MAX_PIXELS = 4200 * 2100  # a grid of eight 1024 px pictures
+NOTEBOOK_PIXELS = 64 * 2**20  # pixels decoded for the thumbnails of one notebook, in all
 
-    if not isinstance(data_b64, str):
+
+class PixelBudget:
+    """How many more pixels may be decoded for a notebook's thumbnails (each decode is paid from it)."""
+
+    def __init__(self, pixels: int = NOTEBOOK_PIXELS):
+        self.left = pixels
+
+
+def safe_thumbnail(data_b64, max_b64: int = THUMBNAIL_MAX_B64, max_pixels: int = THUMBNAIL_MAX_PIXELS,
+                   budget: PixelBudget | None = None) -> str | None:
+    """A small JPEG made again from untrusted base64 image data: nothing from the file is passed on as it was. None
+    (no thumbnail) for what is not a PNG or JPEG, and before any decoding for base64 longer than `max_b64` or a header
+    that says more than `max_pixels` (or more than the notebook's `budget` has left): a crafted notebook's pictures cost
+    a bounded amount of time and memory."""
+    from .display import THUMBNAIL, thumbnail_b64
+
+    if not isinstance(data_b64, str) or not data_b64 or len(data_b64) > max_b64:
         return None
     try:
         from PIL import Image
 
-        image = Image.open(io.BytesIO(base64.b64decode(data_b64, validate=False)))
-        image.load()
-        return thumbnail_b64(image)
+        with Image.open(io.BytesIO(base64.b64decode(data_b64, validate=False)), formats=("PNG", "JPEG")) as image:
+            pixels = image.width * image.height  # from the header: nothing is decoded yet
+            if not 0 < pixels <= min(max_pixels, budget.left if budget is not None else max_pixels):
+                return None
+            if budget is not None:
+                budget.left -= pixels
+            if image.format == "JPEG":
+                image.draft("RGB", (THUMBNAIL, THUMBNAIL))  # decoded at a fraction of its size
+            image.load()
+            return thumbnail_b64(image)
     except Exception:  # anything that is not a readable picture is dropped, never passed on
         return None
 
 
-def _entries_of(metadata: dict, data: dict) -> list[tuple[object, str | None]]:
-    """(record, thumbnail) pairs of one output's metadata, in either format."""
+def _picture_thumbnail(data_b64, budget: PixelBudget | None) -> str | None:
+    return safe_thumbnail(data_b64, PICTURE_MAX_B64, PICTURE_MAX_PIXELS, budget)
+
+
+def _entries_of(metadata: dict, data: dict, budget: PixelBudget | None = None, thumbnails: bool = True) -> list[tuple[object, str | None]]:
+    """(record, thumbnail) pairs of one output's metadata, in either format (`thumbnails=False`: records only)."""
     found = []
     own = metadata.get(KEY)
     if isinstance(own, dict) and "entries" in own:  # format 2
         entries = own.get("entries")
-        thumbs = own.get("thumbnails") if isinstance(own.get("thumbnails"), list) else []
+        thumbs = own.get("thumbnails") if isinstance(own.get("thumbnails"), list) and thumbnails else []
         if not isinstance(entries, list):
             return [(entries, None)]
         for i, record in enumerate(entries):
-            if own.get("kind") == "grid":
-                found.append((record, safe_thumbnail(thumbs[i]) if i < len(thumbs) else None))
+            if own.get("kind") in ("grid", "batch"):
+                found.append((record, safe_thumbnail(thumbs[i], budget=budget) if i < len(thumbs) else None))
             else:
-                found.append((record, safe_thumbnail(data.get("image/png")) if i == len(entries) - 1 else None))
+                last = i == len(entries) - 1 and thumbnails
+                found.append((record, _picture_thumbnail(data.get("image/png"), budget) if last else None))
     elif own is not None:  # format 1: the record itself
-        found.append((own, safe_thumbnail(data.get("image/png"))))
+        found.append((own, _picture_thumbnail(data.get("image/png"), budget) if thumbnails else None))
     for key in LEGACY_KEYS:
         legacy = metadata.get(key)
         if isinstance(legacy, dict):
@@ -112,8 +144,9 @@ def _entries_of(metadata: dict, data: dict) -> list[tuple[object, str | None]]:
     return found
 
 
-def read_notebook(path: Path) -> tuple[list[tuple[dict, str | None]], list[str]]:
-    """(record, thumbnail) for every ipyimagine output saved in a notebook, and notes on what was skipped."""
+def read_notebook(path: Path, thumbnails: bool = True) -> tuple[list[tuple[dict, str | None]], list[str]]:
+    """(record, thumbnail) for every ipyimagine output saved in a notebook, and notes on what was skipped
+    (`thumbnails=False`: no picture is decoded, each thumbnail is None)."""
     from .errors import RequestError
     from .files import read_text, regular_file
 
@@ -125,7 +158,7 @@ def read_notebook(path: Path) -> tuple[list[tuple[dict, str | None]], list[str]]
         return [], [f"{error}".rstrip(".") + "; only this kernel's entries are listed."]
     except ValueError as error:
         return [], [f"could not read {path.name} ({type(error).__name__}); only this kernel's entries are listed."]
-    found, skipped = [], []
+    found, skipped, budget = [], [], PixelBudget()
     cells = notebook.get("cells") if isinstance(notebook, dict) else None
     for cell in cells if isinstance(cells, list) else []:
         outputs = cell.get("outputs") if isinstance(cell, dict) else None
@@ -133,7 +166,7 @@ def read_notebook(path: Path) -> tuple[list[tuple[dict, str | None]], list[str]]
             if not isinstance(output, dict) or not isinstance(output.get("metadata"), dict):
                 continue
             data = output.get("data") if isinstance(output.get("data"), dict) else {}
-            for record, thumb in _entries_of(output["metadata"], data):
+            for record, thumb in _entries_of(output["metadata"], data, budget, thumbnails):
                 problem = record_problem(record)
                 if problem:
                     skipped.append(problem)
@@ -152,22 +185,26 @@ class Row:
     source: str  # "kernel", "notebook" or "kernel + notebook"
 
 
-def history(session, shell=None, path: Path | None = None) -> tuple[list[Row], list[str]]:
-    """This kernel's entries and those saved in its notebook, merged by entry id, oldest first, numbered from 1."""
+def history(session, shell=None, path: Path | None = None, thumbnails: bool = True) -> tuple[list[Row], list[str]]:
+    """This kernel's entries and those saved in its notebook, merged by entry id, oldest first, numbered from 1
+    (`thumbnails=False`: records only, as `rerun` needs them)."""
     from .display import thumbnail_b64
+
+    def own(generation):
+        return thumbnail_b64(generation.image) if thumbnails else None
 
     merged: dict[str, list] = {}
     notes: list[str] = []
     path = path or notebook_path(shell)
     if path is not None:
-        saved, notes = read_notebook(path)
+        saved, notes = read_notebook(path, thumbnails)
         for record, thumb in saved:
             merged.setdefault(record["id"], [record, thumb, "notebook"])
     for generation in session.history:
         record = generation.record()
         if generation.id in merged:
-            merged[generation.id] = [record, merged[generation.id][1] or thumbnail_b64(generation.image), "kernel + notebook"]
+            merged[generation.id] = [record, merged[generation.id][1] or own(generation), "kernel + notebook"]
         else:
-            merged[generation.id] = [record, thumbnail_b64(generation.image), "kernel"]
+            merged[generation.id] = [record, own(generation), "kernel"]
     ordered = sorted(merged.values(), key=lambda item: str(item[0].get("created", "")))
     return [Row(str(i), r, t, s) for i, (r, t, s) in enumerate(ordered, start=1)], notes
