@@ -1,5 +1,5 @@
-"""What comes in big stays small (issue 20, medium items): a crafted notebook's huge thumbnails, met from the user's side
-through the magics."""
+"""What comes in big stays small (issue 20, medium items): a crafted notebook's huge thumbnails and a batch of many ideas,
+met from the user's side through the magics."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 from PIL import Image, ImageFile
+from servers.a1111 import FakeA1111
+
+import ipyimagine
 
 
 def output_bytes(captured) -> int:
@@ -113,3 +116,54 @@ def test_rerun_of_an_entry_of_such_a_notebook_decodes_no_picture(shell, tmp_path
         del shell.user_ns["__session__"]
     assert "There is no history entry 2" in str(caught.value) and "(1 to 1)" in str(caught.value)
     assert not decoded  # rerun reads records, never pictures
+
+
+# ---------------------------------------------------------------------------------------------- a batch of many ideas
+@pytest.fixture
+def a1111():
+    server = FakeA1111(step_seconds=0.001)
+    yield server
+    server.stop()
+
+
+def test_a_large_batch_shows_progress_while_it_runs_and_one_bounded_result(shell, tmp_path, a1111, monkeypatch):
+    monkeypatch.setattr(shell, "kernel", object(), raising=False)  # as in a notebook: the progress bar, then the result
+    ideas = tmp_path / "ideas.txt"
+    ideas.write_text("\n".join(f"idea number {i}" for i in range(30)))
+    before = len(ipyimagine.default_session().history)
+    with capture_output() as captured:
+        shell.run_line_magic("imagine", f"batch {ideas} --backend a1111 --server {a1111.url()} --seed 3 --steps 1 --size 64x64 --no-cache")
+    made = ipyimagine.default_session().history[before:]
+    assert len(made) == 30  # every idea was made and is in this kernel's history (and the log)
+    shown = [o for o in captured.outputs if not getattr(o, "update", False)]
+    updates = [o for o in captured.outputs if getattr(o, "update", False)]
+    assert len(shown) == 2  # the bar (the result takes its place) and one caption: not two outputs an idea
+    said = [o.data.get("text/plain", "") for o in updates]
+    counts = {int(t.split(" of 30 ideas done")[0].rsplit(" ", 1)[-1]) for t in said if " of 30 ideas done" in t}
+    assert len(counts) >= 3 and 30 in counts  # progress was shown while it ran, idea by idea
+    assert any("<img src='data:image/jpeg" in o.data.get("text/html", "") for o in updates)  # with the latest picture
+    result = updates[-1]
+    assert "image/png" in result.data
+    about = result.metadata["ipyimagine"]
+    assert about["kind"] == "batch" and about["made"] == 30 and len(about["entries"]) == 12 == len(about["thumbnails"])
+    assert [e["id"] for e in about["entries"]] == [g.id for g in made[-12:]]  # the latest
+    caption = shown[-1].data["text/html"]
+    assert "30 pictures for 30 of 30 ideas" in caption and "%imagine history" in caption
+    assert output_bytes(captured) < 400_000
+    sheet = Image.open(io.BytesIO(base64.b64decode(result.data["image/png"])))
+    assert sheet.width * sheet.height <= 6 * 256 * 2 * 256 * 1.1  # 12 tiles at most
+
+
+def test_a_large_batch_in_a_terminal_says_how_far_it_is_and_a_small_one_still_shows_each_picture(shell, tmp_path, a1111):
+    ideas = tmp_path / "ideas.txt"
+    ideas.write_text("\n".join(f"idea number {i}" for i in range(20)))
+    with capture_output() as captured:
+        shell.run_line_magic("imagine", f"batch {ideas} --backend a1111 --server {a1111.url()} --seed 3 --steps 1 --size 64x64 --no-cache")
+    assert "batch, 2 of 20 ideas done" in captured.stderr and "batch, 20 of 20 ideas done" in captured.stderr
+    assert len([o for o in captured.outputs if "image/png" in o.data]) == 1
+    ideas.write_text("a red circle\na green square\n")
+    with capture_output() as captured:
+        shell.run_line_magic("imagine", f"batch {ideas} --backend a1111 --server {a1111.url()} --seed 3 --steps 1 --size 64x64 --no-cache")
+    assert len([o for o in captured.outputs if "image/png" in o.data]) == 2  # each with its own caption, as before
+
+

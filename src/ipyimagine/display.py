@@ -135,3 +135,66 @@ def image_bundle(gen, kind: str = "generation"):
     data = {"image/png": base64.b64encode(png_bytes(sheet, record)).decode("ascii"), "text/plain": plain_caption(gen)}
     metadata = {"image/png": {"width": sheet.width, "height": sheet.height}, **output_metadata(kind, [record])}
     return data, metadata
+
+
+BATCH_SHOWN = 12  # pictures a batch shows; a batch of more ideas is shown as one sheet of its latest pictures and a count
+BATCH_TILE = 256  # pixels: the longer side of a picture on that sheet
+BATCH_NOTES = 5  # notes a batch's caption lists (each entry keeps its own)
+
+
+class BatchSheet:
+    """What a large `%imagine batch` shows, whatever its size: one sheet of its latest pictures, how many were made, and
+    where every entry is (this kernel's %imagine history and the user log), instead of two outputs per idea. The output's
+    metadata carries the records of the pictures it shows."""
+
+    def __init__(self, generations, ideas: int, seconds: float = 0.0, logged: bool = True):
+        self.generations, self.ideas, self.seconds, self.logged = list(generations), ideas, seconds, logged
+        self.shown, pictures = [], 0
+        for generation in reversed(self.generations):  # the latest, as many as make BATCH_SHOWN pictures
+            if pictures >= BATCH_SHOWN:
+                break
+            self.shown.insert(0, generation)
+            pictures += len(generation.images)
+        self.notes = list(dict.fromkeys(n for g in self.generations for n in g.notes))
+
+    def image(self):
+        tiles = []
+        for generation in self.shown:
+            for picture in generation.images:
+                tile = picture.convert("RGB")
+                tile.thumbnail((BATCH_TILE, BATCH_TILE))
+                tiles.append(tile)
+        return grid(tiles[-BATCH_SHOWN:], columns=6)
+
+    def describe(self) -> str:
+        made = sum(len(g.images) for g in self.generations)
+        shown = sum(len(g.images) for g in self.shown)
+        where = "%imagine history and the user log (ipyimagine history)" if self.logged else "%imagine history"
+        return (f"batch: {made:,} pictures for {len(self.generations):,} of {self.ideas:,} ideas, {self.seconds:.1f} s; the latest "
+                f"{min(shown, BATCH_SHOWN)} are shown, and every entry is in {where}")
+
+    def _notes(self) -> list[str]:
+        more = len(self.notes) - BATCH_NOTES
+        return self.notes[:BATCH_NOTES] + ([f"and {more} more notes (each entry keeps its own)"] if more > 0 else [])
+
+    def caption(self) -> str:
+        first = self.generations[0]
+        return "\n".join([self.describe(), f"{first.backend} · {first.model}"] + [f"note: {n}" for n in self._notes()])
+
+    def html_caption(self) -> str:
+        e = html.escape
+        first = self.generations[0]
+        notes = "".join(f"<div style='color:#a60'>{e(n)}</div>" for n in self._notes())
+        return (f"<div class='ipyimagine-caption' style='font-size:0.9em;line-height:1.4'><b>{e(self.describe())}</b>"
+                f"<div style='color:#666'>{e(first.backend)} · {e(str(first.model))}</div>{notes}</div>")
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        from .notebook import output_metadata
+
+        sheet = self.image()
+        buffer = io.BytesIO()
+        sheet.save(buffer, format="PNG")
+        data = {"image/png": base64.b64encode(buffer.getvalue()).decode("ascii"), "text/plain": self.caption()}
+        metadata = output_metadata("batch", [g.record() for g in self.shown], [thumbnail_b64(g.image) for g in self.shown],
+                                   made=len(self.generations), ideas=self.ideas)
+        return data, {"image/png": {"width": sheet.width, "height": sheet.height}, **metadata}

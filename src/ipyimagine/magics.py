@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keyword
 import sys
+import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,7 +22,8 @@ from .request import Request
 SUBCOMMANDS = {
     "history": "what was made, newest first, with thumbnails: [--grep TEXT] [--limit N] [--export FILE.json|.csv]",
     "rerun": "make entry N (or the image in a PNG file) again: rerun N|PATH [--seed S --steps N ...] to remix",
-    "batch": "one picture for each idea in a file (one idea a line), spread over the servers of a pool: batch FILE [options]",
+    "batch": "one picture for each idea in a file (one idea a line), spread over the servers of a pool, with progress; more than "
+             "12 ideas show a sheet of the latest pictures and a count (every entry is in history): batch FILE [options]",
     "cache": "how much the cache holds; `%imagine cache clear` empties it",
     "backends": "each renderer and expander, whether it can run here, and why not",
     "styles": "the style presets for --style",
@@ -149,8 +152,18 @@ class ImagineMagics(Magics):
             if not ideas:
                 raise UsageError(f"%imagine batch: {args.file!r} holds no ideas (one idea a line).")
             requests = [Request.from_options(idea, **given) for idea in ideas]
-        self._show(lambda progress: self.session.batch(requests, on_step=progress.step, on_notice=progress.notice),
-                   interrupted="the batch stopped")
+        from .display import BATCH_SHOWN, BatchSheet
+
+        started = time.perf_counter()
+
+        def present(made: list) -> list:  # a few ideas: each picture with its caption; more: one sheet and a count
+            if len(made) <= BATCH_SHOWN:
+                return made
+            return [BatchSheet(made, len(requests), time.perf_counter() - started, logged=self.session.config.log)]
+
+        self._show(lambda progress: self.session.batch(requests, on_step=progress.step, on_notice=progress.notice,
+                                                       on_each=_batch_progress(progress)),
+                   interrupted="the batch stopped", present=present)
 
     def _cache(self, rest: str) -> None:
         cache = self.session.cache()
@@ -206,9 +219,9 @@ class ImagineMagics(Magics):
                                                                on_preview=getattr(progress, "preview", None), yes=args.yes,
                                                                on_status=getattr(progress, "status", None), **changes))
 
-    def _show(self, make, out: str | None = None, interrupted: str = "nothing was kept"):
+    def _show(self, make, out: str | None = None, interrupted: str = "nothing was kept", present=None):
         """Run `make(progress)` with progress (and previews), then show each picture with its caption (%%imagine,
-        rerun, batch: a batch gives a list)."""
+        rerun, batch: a batch gives a list, which `present` may turn into what is shown of it)."""
         from IPython.display import display
 
         from .display import html_caption
@@ -231,7 +244,8 @@ class ImagineMagics(Magics):
         except BaseException:
             progress.close()
             raise
-        for index, shown in enumerate(result if isinstance(result, list) else [result]):
+        showing = result if isinstance(result, list) else [result]
+        for index, shown in enumerate(present(showing) if present is not None and showing else showing):
             data, metadata = shown._repr_mimebundle_()  # the picture's own bundle; the caption follows as its own output
             if in_notebook and index == 0:
                 progress.finish(data, metadata)  # the first picture takes the progress bar's place
@@ -250,6 +264,26 @@ class ImagineMagics(Magics):
 
             told = "" if isinstance(stopped, Cancelled) else " The pictures finished before it are shown above, and kept."
             raise UsageError(f"{stopped}{told}")
+
+
+def _batch_progress(progress):
+    """`on_each` for a batch: how many ideas are done, said with the progress (in a notebook, beside the bar with the
+    latest picture; in a terminal, a line every tenth of the way)."""
+    lock = threading.Lock()
+
+    def each(count: int, total: int, generation) -> None:
+        label = f"batch, {count:,} of {total:,} ideas done"
+        with lock:
+            if hasattr(progress, "label"):  # the notebook's bar
+                progress.label = label
+                if progress.preview.wanted():
+                    progress.preview(generation.image, progress.done, progress.total)
+                else:
+                    progress.step(progress.done, progress.total)
+            elif count == total or count % max(1, total // 10) == 0:
+                progress.notice(label)
+
+    return each
 
 
 ImagineMagics.imagine.__doc__ = f"""Expand an idea into a detailed prompt and render it inline.

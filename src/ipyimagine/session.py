@@ -286,11 +286,12 @@ class Session:
                 grid.notes.append(f"The grid was not written to {request.save!r} ({error.strerror or type(error).__name__}).")
         return grid
 
-    def batch(self, requests: list[Request], on_step=None, cancelled=None, on_notice=None) -> list[Generation]:
-        """Several requests (a list of ideas): spread over the servers of a pool when there is one, else in turn."""
-        return self._many(list(requests), on_step, cancelled, on_notice)
+    def batch(self, requests: list[Request], on_step=None, cancelled=None, on_notice=None, on_each=None) -> list[Generation]:
+        """Several requests (a list of ideas): spread over the servers of a pool when there is one, else in turn.
+        `on_each(finished, total, generation)` hears of each Generation as it is made (not in order over a pool)."""
+        return self._many(list(requests), on_step, cancelled, on_notice, on_each)
 
-    def _many(self, requests: list[Request], on_step, cancelled, on_notice) -> list[Generation]:
+    def _many(self, requests: list[Request], on_step, cancelled, on_notice, on_each=None) -> list[Generation]:
         """Generations for several requests, in order: at once over a pool's servers, else one after another.
         Interrupt or Cancel stops what is left at once (over a pool, each server is told to stop its render); what was
         finished is recorded and carried by the error (`done`), so a face shows it."""
@@ -298,11 +299,24 @@ class Session:
         renderer = self.renderer(first.backend)
         servers = tuple(first.server or ())
         asked = sum(r.n for r in requests)
+        finished, finished_lock = [0], threading.Lock()
+
+        def made_one(generation: Generation) -> Generation:
+            if on_each is not None:
+                with finished_lock:
+                    finished[0] += 1
+                    count = finished[0]
+                try:
+                    on_each(count, len(requests), generation)
+                except Exception:  # noqa: BLE001 - showing progress never costs a picture
+                    pass
+            return generation
+
         if len(servers) > 1 and not capability(renderer, "runs_locally"):
             progress = BatchProgress(on_step, len(requests))
             slots = len(servers) * max(1, self.config.server_concurrency)
-            calls = [lambda halted, i=i, r=r: self.imagine(r, on_step=progress.part(i), cancelled=halted,
-                                                           on_notice=on_notice if i == 0 else None)
+            calls = [lambda halted, i=i, r=r: made_one(self.imagine(r, on_step=progress.part(i), cancelled=halted,
+                                                                    on_notice=on_notice if i == 0 else None))
                      for i, r in enumerate(requests)]
             try:
                 return run_all(calls, slots, cancelled, "ipyimagine-batch")
@@ -314,8 +328,8 @@ class Session:
         made: list[Generation] = []
         for i, request in enumerate(requests):
             try:
-                made.append(self.imagine(request, on_step=_cell_progress(on_step, i, len(requests)), cancelled=cancelled,
-                                         on_notice=on_notice if i == 0 else None))
+                made.append(made_one(self.imagine(request, on_step=_cell_progress(on_step, i, len(requests)), cancelled=cancelled,
+                                                  on_notice=on_notice if i == 0 else None)))
             except (ImagineError, KeyboardInterrupt) as error:
                 done = made + list(getattr(error, "done", ()))
                 if not done:
