@@ -260,3 +260,15 @@ def test_a_placeholder_current_image_at_progress_0_is_not_shown_as_a_preview():
         assert frames and frames == sorted(set(frames))
     finally:
         server.stop()
+
+
+def test_a_rerun_of_a_built_in_graph_entry_comes_from_the_cache_even_after_a_restart(shell, comfy):
+    """The built-in graph is ipyimagine's own: not recorded, so a rerun's cache key is the original's, and a reopened
+    notebook's entry is not asked about as a stranger's graph."""
+    run(shell, f"--backend comfyui --server {comfy.url()} --seed 5 --steps 2 --size 64x64 --out g")
+    record = shell.user_ns["g"].record()
+    assert "workflow" not in record["params"]
+    again = ipyimagine.default_session().rerun(record, server=[comfy.url()])
+    assert again.params["cached_images"] == 1
+    ipyimagine.default_session().history.clear()  # as after a restart: the entry comes from the notebook
+    assert ipyimagine.default_session().rerun(record, server=[comfy.url()]).params["cached_images"] == 1

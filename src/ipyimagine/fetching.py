@@ -39,7 +39,12 @@ class _SameHostsOnly(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):
         if self.allowed is not None and _host_port(newurl) not in self.allowed:
             raise FetchError("it redirects to another host")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and origin(newurl) != origin(req.full_url):  # credentials stay with the host they were meant for
+            for name in ("Authorization", "Cookie"):
+                new.headers.pop(name, None)
+                new.unredirected_hdrs.pop(name, None)
+        return new
 
 
 def _host_port(url: str):
@@ -48,8 +53,18 @@ def _host_port(url: str):
 
 
 def fetch(url: str, *, timeout: float, max_bytes: int, headers: dict | None = None, allowed_hosts=None) -> bytes:
-    """The body at `url`, or FetchError. `allowed_hosts`: (host, port) pairs that may be read; None allows any
-    http(s) host (for a URL the user typed, not one a server sent)."""
+    """The body at `url`, or FetchError, within `timeout` seconds in all (connecting and a server that drips its headers
+    included). `allowed_hosts`: (host, port) pairs that may be read; None allows any http(s) host (for a URL the user
+    typed, not one a server sent)."""
+    from .deadline import DeadlinePassed, within
+
+    try:
+        return within(lambda: _fetch(url, timeout, max_bytes, headers, allowed_hosts), timeout + 1.0)
+    except DeadlinePassed:
+        raise FetchError(f"it took longer than {timeout:g} s") from None
+
+
+def _fetch(url: str, timeout: float, max_bytes: int, headers: dict | None, allowed_hosts) -> bytes:
     if origin(url) is None:
         raise FetchError("it is not an http(s) address")
     allowed = None if allowed_hosts is None else {(h.lower(), p) for h, p in allowed_hosts}

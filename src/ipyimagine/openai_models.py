@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from datetime import date, datetime, timezone
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -33,7 +34,8 @@ SHUTDOWNS = {
 # The default image model when Imagine.openai_image_model is empty: the first of these the server does not retire.
 IMAGE_MODEL_PREFERENCE = ("gpt-image-2", "gpt-image-2.6-flare", "gpt-image-2.6-sunburst", "gpt-image-2.5-flare", "gpt-image-2.5-sunburst")
 
-_listings: dict[str, dict[str, str | None] | None] = {}
+RETRY_FAILED_AFTER = 60.0  # a server that could not be asked is asked again after this long (a brief network drop)
+_listings: dict[str, tuple[float, dict[str, str | None] | None]] = {}
 _lock = threading.Lock()
 
 
@@ -41,7 +43,12 @@ def today() -> date:
     """Today in UTC (OpenAI's dates are UTC days); IPYIMAGINE_TODAY=YYYY-MM-DD sets it for tests and demos."""
     forced = os.environ.get("IPYIMAGINE_TODAY", "").strip()
     if forced:
-        return date.fromisoformat(forced)
+        try:
+            return date.fromisoformat(forced)
+        except ValueError:
+            from .errors import RequestError
+
+            raise RequestError(f"IPYIMAGINE_TODAY must be a date like 2026-12-08, got {forced!r}.") from None
     return datetime.now(timezone.utc).date()
 
 
@@ -67,11 +74,11 @@ def listing(base_url: str | None) -> dict[str, str | None] | None:
     None when the server cannot be asked (offline, no key, no /models, a reply that is not a listing)."""
     url = (base_url or OPENAI_BASE_URL).rstrip("/")
     with _lock:
-        if url in _listings:
-            return _listings[url]
+        if url in _listings and (_listings[url][1] is not None or time.monotonic() - _listings[url][0] < RETRY_FAILED_AFTER):
+            return _listings[url][1]
     found = _ask(url)
     with _lock:
-        _listings[url] = found
+        _listings[url] = (time.monotonic(), found)
     return found
 
 
@@ -82,14 +89,16 @@ def forget() -> None:
 
 
 def _ask(url: str) -> dict[str, str | None] | None:
-    from .fetching import FetchError, fetch
+    from .fetching import FetchError, fetch, origin
 
     headers = {"Accept": "application/json"}
     key = os.environ.get("OPENAI_API_KEY")
     if key:
         headers["Authorization"] = f"Bearer {key}"
+    own = origin(url)
     try:
-        raw = fetch(url + "/models", timeout=LISTING_TIMEOUT, max_bytes=LISTING_MAX_BYTES, headers=headers)
+        raw = fetch(url + "/models", timeout=LISTING_TIMEOUT, max_bytes=LISTING_MAX_BYTES, headers=headers,
+                    allowed_hosts=[own[1:]] if own else [])  # the key goes to the server it is for, never a redirect's
         body = json.loads(raw)
     except (FetchError, ValueError):
         return None

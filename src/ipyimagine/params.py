@@ -299,6 +299,6 @@ def from_record(record: dict) -> dict:
     for opt in OPTIONS:
         if opt.record and "rerun" in opt.faces:
             value = lookup(record, opt.record)
-            if value is not None:
+            if value is not None and not (value == "" and opt.kind is str):  # "" recorded is "not set", as everywhere
                 found[opt.name] = value
     return found

@@ -10,6 +10,7 @@ import io
 
 from .errors import BackendError
 
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")  # what image servers send; never EPS (Ghostscript) or other exotic readers
 REPLY_MAX_PIXELS = 4096 * 4096  # the largest picture any backend is believed to make, when Imagine.max_pixels is not set
 
 
@@ -21,7 +22,7 @@ def open_untrusted(raw: bytes, who: str, max_pixels: int | None = None):
     if not isinstance(raw, (bytes, bytearray)) or not raw:
         raise BackendError(f"{who} an empty image.")
     try:
-        with Image.open(io.BytesIO(raw)) as probe:  # reads the header only: the size before any pixel is decoded
+        with Image.open(io.BytesIO(raw), formats=FORMATS) as probe:  # reads the header only: the size before any pixel is decoded
             width, height = probe.size
     except Image.DecompressionBombError:
         raise BackendError(f"{who} a picture too large to open safely (Pillow's decompression-bomb limit).") from None
@@ -30,7 +31,7 @@ def open_untrusted(raw: bytes, who: str, max_pixels: int | None = None):
     if width * height > limit:
         raise BackendError(f"{who} a {width}x{height} picture, more than the {limit:,} pixels allowed (Imagine.max_pixels).")
     try:
-        image = Image.open(io.BytesIO(raw))
+        image = Image.open(io.BytesIO(raw), formats=FORMATS)
         image.load()
     except Exception:  # noqa: BLE001 - truncated or corrupt data
         raise BackendError(f"{who} a picture that is truncated or corrupt.") from None

@@ -121,12 +121,25 @@ def usual_file_mode() -> int:
     """The mode a new file gets under this process's umask (0644 under the usual 022), read once."""
     global _file_mode
     if _file_mode is None:
-        import os
-
-        mask = os.umask(0o022)
-        os.umask(mask)
-        _file_mode = 0o666 & ~mask
+        _file_mode = 0o666 & ~_umask()
     return _file_mode
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (setting it, even briefly, races with other
+    threads creating files)."""
+    import os
+
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_file(path: Path, data: bytes) -> Path:

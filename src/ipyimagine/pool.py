@@ -136,6 +136,13 @@ class ServerPool:
             except ImagineError:
                 self._release(server)
                 raise
+            except BaseException as error:  # a plugin's own error or a bug: the slot is freed, the error is one sentence
+                self._release(server)
+                if isinstance(error, Exception):
+                    from .renderers.servers import host_of
+
+                    raise BackendError(f"{host_of(server)}: the render failed ({type(error).__name__}).") from error
+                raise
             self._release(server)
             return result
 

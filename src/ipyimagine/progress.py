@@ -21,6 +21,8 @@ class Previews:
         return self._last is None or time.perf_counter() - self._last >= self.every
 
     def __call__(self, image, done: int, total: int) -> None:
+        if not self.wanted() and done != total:
+            return  # a renderer that does not ask (servers, streams, plugins) is throttled here
         self._last = time.perf_counter()
         self.show(image, done, total)
 

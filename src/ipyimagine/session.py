@@ -81,6 +81,7 @@ class Session:
         self._pools: dict[tuple, ServerPool] = {}
         self._pools_lock = threading.Lock()
         self._unlogged: list[dict] = []  # records a busy log could not take yet, logged before the next one
+        self._keep_lock = threading.Lock()
 
     def renderer(self, name: str):
         if name not in self._renderers:
@@ -222,7 +223,6 @@ class Session:
 
     def _keep(self, generation: Generation, save_dir: str | None) -> Generation:
         """History, the user log and --save: each write that fails costs a note, never the picture."""
-        from . import userlog
         from .pngmeta import save_png
 
         notes = list(generation.notes)
@@ -240,7 +240,15 @@ class Session:
                     notes.append(f"The picture was not written to {save_dir!r} ({why}).")
                     break
         generation = replace(generation, files=tuple(files), notes=tuple(notes))
+        with self._keep_lock:  # batch and pool threads keep their pictures at once: history and log in turn
+            return self._log(generation)
+
+    def _log(self, generation: Generation) -> Generation:
+        """Into this kernel's history, then the user log (entries a locked log could not take earlier go first)."""
+        from . import userlog
+
         self.history.append(generation)
+        index = len(self.history) - 1
         if self.config.log:
             waiting = self._unlogged + [generation.record()]  # entries a locked log could not take earlier go first
             try:
@@ -251,7 +259,7 @@ class Session:
                 why = "interrupted" if isinstance(error, KeyboardInterrupt) else _reason(error)
                 generation = replace(generation, notes=generation.notes + (
                     f"Not logged yet: {why}; the picture is fine, and the entry is logged with the next picture this kernel makes.",))
-                self.history[-1] = generation
+                self.history[index] = generation
             self._unlogged = waiting[-MAX_UNLOGGED:]
         return generation
 

@@ -326,6 +326,7 @@ class Panel:
         self._shown_prompt = generation.prompt
         self.controls["prompt"].value = generation.prompt  # the prompt used, ready to edit
         if repeat:
+            self._latest_kept = self._latest_kept or kept  # the picture under the panel is now one the user kept
             return
         self.history.append(generation)
         self._add_thumbnail(generation)

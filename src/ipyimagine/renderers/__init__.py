@@ -62,7 +62,8 @@ class RenderJob:
         from dataclasses import asdict
 
         found = asdict(self)
-        for name in ("seeds", "notes", "idea", "preview", "server", "given"):  # a pool's servers draw the same picture for a seed
+        # the user's own --negative is part of negative_prompt (what is sent); a rerun gives it again as the whole of it
+        for name in ("seeds", "notes", "idea", "preview", "server", "given", "negative"):  # a pool's servers draw the same picture for a seed
             found.pop(name)
         return found
 

@@ -335,7 +335,9 @@ class ComfyUIRenderer(RendererBase):
         if kind == "none" and job.guidance is not None:
             notes.append("--guidance has no effect with this workflow (it has no CFGGuider, KSampler or FluxGuidance); it was "
                          "not used.")
+        own_sampler = _value(found, "sampler") if "sampler" in found else None
         return replace(job, model=model, negative_prompt=negative, notes=tuple(notes),
+                       sampler=job.sampler or (own_sampler if isinstance(own_sampler, str) else None),  # the graph's own, resolved
                        steps=(job.steps or _value(found, "steps") or 20) if "steps" in found else None,
                        guidance=(job.guidance if job.guidance is not None else cfg if cfg is not None else 7.0) if kind != "none" else None,
                        width=job.width or latent.get("width") or 512, height=job.height or latent.get("height") or 512,
@@ -379,7 +381,8 @@ class ComfyUIRenderer(RendererBase):
         found = controls(sent)
         params = {"steps": job.steps, "guidance": job.guidance, "guidance_kind": job.guidance_kind, "width": images[0].width,
                   "height": images[0].height, "server": host_of(server), "seconds": round(time.perf_counter() - started, 2),
-                  "workflow": json.dumps(graph, sort_keys=True),
+                  # the user's own graph (a rerun sends it again); the built-in one is not recorded: a rerun gets it anyway
+                  "workflow": json.dumps(graph, sort_keys=True) if job.workflow else None,
                   # the sampler as the user named it (so a rerun sends the same), else the graph's own; its scheduler
                   "sampler": job.sampler or _value(found, "sampler"), "scheduler": _value(found, "scheduler")}
         return Rendered(images=images, model=job.model or _checkpoint(sent) or "(the workflow's model)",

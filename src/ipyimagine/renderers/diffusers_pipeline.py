@@ -382,8 +382,9 @@ class DiffusersRenderer(RendererBase):
         if job.sampler:  # the model's own scheduler comes back after the render: the next cell gets the plain model
             chosen = getattr(import_torch_and_diffusers()[1], scheduler_for(job.sampler, None, type(pipe).__name__, denoiser))
             denoiser.scheduler = chosen.from_config(_config_for(chosen, own_scheduler.config))
-        adapters = self._apply_loras(pipe, job.lora)
+        adapters = []
         try:
+            adapters = self._apply_loras(pipe, job.lora)  # inside: a LoRA that does not fit still gets the scheduler back
             for index, seed in enumerate(job.seeds):
                 if cancelled is not None and cancelled():
                     raise Cancelled(f"Cancelled after {index} of {len(job.seeds)} images.", index, len(job.seeds))

@@ -74,7 +74,8 @@ class HFInferenceRenderer(RendererBase):
             if cancelled is not None and cancelled():
                 raise Cancelled(f"Cancelled after {index} of {len(job.seeds)} images.", index, len(job.seeds))
             try:  # the client's timeout is between two bytes: the deadline is on the whole reply
-                opened = within(lambda seed=seed: client.text_to_image(job.prompt, seed=seed, **arguments), timeout, cancelled)
+                opened = within(lambda seed=seed: client.text_to_image(job.prompt, seed=seed, **arguments), timeout, cancelled,
+                                abandon=getattr(client, "close", None))  # Cancel or the deadline closes the connection
             except DeadlinePassed:
                 raise TooSlow(f"{where} did not finish the picture within {timeout:g} s; try again, or raise Imagine.server_timeout.") from None
             except Cancelled:

@@ -100,10 +100,8 @@ class OpenAIImagesRenderer(RendererBase):
         if openai_host:  # OpenAI's own models take no steps; a compatible server (vLLM-Omni) takes num_inference_steps
             job = unused(job, self.name, "steps")
         notes = list(job.notes)
-        refused, note = openai_models.lifecycle(model, base_url, "OpenAI model", "--model, or Imagine.openai_image_model",
-                                                  openai_host)
-        if refused:
-            raise RequestError(refused)
+        # A model shut down is refused in render(), before any request: pictures of it already in the cache still show
+        _, note = openai_models.lifecycle(model, base_url, "OpenAI model", "--model, or Imagine.openai_image_model", openai_host)
         if note:
             notes.append(note)
         quality, width, height = job.quality, job.width, job.height
@@ -126,10 +124,15 @@ class OpenAIImagesRenderer(RendererBase):
     def render(self, job: RenderJob, on_step=None, cancelled=None, on_preview=None) -> Rendered:
         """Render a resolved job (see `resolve`). OpenAI itself is asked for all images at once; a compatible server for
         one image a request, each with its own seed and as base64 (its image URLs often point at 0.0.0.0)."""
+        from .. import openai_models
+
         config = self.config
         base_url = job.server[0] if job.server else job.base_url  # a pool's server, or the one resolved
         host = openai_support.host_of(base_url)
         openai_host = openai_support.is_openai(config, base_url)
+        refused, _ = openai_models.lifecycle(job.model, base_url, "OpenAI model", "--model, or Imagine.openai_image_model", openai_host)
+        if refused:
+            raise RequestError(refused)
         family = model_family(job.model)
         streaming, why_streamed = self._streams(job, on_preview, openai_host, base_url)
         request = {"model": job.model, "prompt": job.prompt}
@@ -144,7 +147,7 @@ class OpenAIImagesRenderer(RendererBase):
         per_call = len(job.seeds) if openai_host and not streaming else 1  # compatible servers (Ollama) reject `n`
 
         timeout, retries = config.openai_image_timeout, config.openai_max_retries
-        images, revised, usage_total, partials = [], [], {}, 0
+        images, revised, usage_total, partials, adjusted = [], [], {}, 0, 0
         started = time.perf_counter()
         while len(images) < len(job.seeds):
             if cancelled is not None and cancelled():
@@ -158,9 +161,10 @@ class OpenAIImagesRenderer(RendererBase):
                 call.update(stream=True, partial_images=PARTIAL_IMAGES)
             try:
                 response, received = self._request(call, base_url, host, images, len(job.seeds), on_preview, retries, timeout,
-                                                   cancelled, job.prompt)
+                                                   cancelled, job.prompt, adjusted < 3)
             except _Retry as retry:
                 request, extra, streaming = retry.adjust(request, extra, streaming)
+                adjusted += 1  # at most three (response_format, the extra fields, streaming): never a loop
                 continue
             partials += received
             for item in self._items(response, host):
@@ -192,7 +196,7 @@ class OpenAIImagesRenderer(RendererBase):
         return (True, "") if known or job.preview is not None else (False, "")
 
     def _request(self, call: dict, base_url, host: str, images: list, count: int, on_preview, retries: int, timeout: float,
-                 cancelled, prompt: str):
+                 cancelled, prompt: str, may_adjust: bool = True):
         """One request (with its retries) and its reply, read within the deadline: (reply, partial images received).
         Raises _Retry when a compatible server refuses what it need not be sent."""
         import openai
@@ -220,11 +224,12 @@ class OpenAIImagesRenderer(RendererBase):
             raise _Retry(stream=False) from None
         except openai.BadRequestError as error:
             said = str(getattr(error, "body", "") or error)
-            if streamed and ("stream" in said or "partial_images" in said):
+            if may_adjust and streamed and ("stream" in said or "partial_images" in said):
                 _STREAMS[base_url or ""] = False
                 raise _Retry(stream=False) from None
-            rejected = [k for k in ("response_format", "seed", "num_inference_steps") if k in said]
-            if rejected and ("response_format" in call or "extra_body" in call):
+            extra_fields = set(call.get("extra_body") or {})
+            rejected = [k for k in ("response_format", "seed", "num_inference_steps") if k in said and (k in call or k in extra_fields)]
+            if may_adjust and rejected:  # only what is still sent: a message that keeps naming a field it no longer gets ends here
                 raise _Retry(drop="response_format" if "response_format" in rejected else "extra_body") from None
             raise openai_support.explain(error, host, "image request", timeout, retries, prompt=prompt, base_url=base_url,
                                          setting="Imagine.openai_image_timeout") from None

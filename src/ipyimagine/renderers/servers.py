@@ -131,13 +131,13 @@ def picture(raw, where: str, width: int | None, height: int | None, max_pixels: 
 
     from PIL import Image
 
-    from ..pixels import open_untrusted
+    from ..pixels import FORMATS, open_untrusted
 
     who = f"{where} sent"
     asked = width * height if width and height else None
     if asked:
         try:
-            with Image.open(io.BytesIO(raw)) as probe:  # the header's size, before any pixel is decoded
+            with Image.open(io.BytesIO(raw), formats=FORMATS) as probe:  # the header's size, before any pixel is decoded
                 got = probe.size
         except Exception:  # noqa: BLE001 - open_untrusted says what is wrong with it
             got = None
