@@ -23,8 +23,7 @@ def sweep(servers: list[str]) -> float:
     from ipyimagine import Imagine, Request, Session
 
     session = Session(Imagine(cache=False, log=False))
-    request = Request("a red circle", backend="a1111", server=servers, steps=STEPS, width=64, height=64, seed=1,
-                      sweep=("seed=1-16",), expand=False)
+    request = Request("a red circle", backend="a1111", server=servers, steps=STEPS, width=64, height=64, seed=1, sweep=("seed=1-16",), expand=False)
     started = time.perf_counter()
     grid = session.run(request)
     assert len(grid.generations) == 16

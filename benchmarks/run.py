@@ -134,19 +134,32 @@ def main() -> None:
             ]
 
     figures = json.loads(run_python(MAGIC_VS_PIPE.format(threads=args.threads), env))
-    rows.append(("%%imagine (no expansion, no cache) over a raw pipe(...) call, same settings, median of 10",
-                 f"{figures['magic'] / figures['raw']:.3f}x ({figures['magic']:.3f} s vs {figures['raw']:.3f} s; goal <= 1.05x)"))
+    rows.append(
+        (
+            "%%imagine (no expansion, no cache) over a raw pipe(...) call, same settings, median of 10",
+            f"{figures['magic'] / figures['raw']:.3f}x ({figures['magic']:.3f} s vs {figures['raw']:.3f} s; goal <= 1.05x)",
+        )
+    )
     figures = json.loads(run_python(NOTEBOOK_TWICE, {**env, "OMP_NUM_THREADS": str(args.threads or "")} if args.threads else env))
-    rows.append(("10-cell notebook re-executed, warm cache over cold",
-                 f"{figures['cold'] / figures['warm']:.1f}x faster ({figures['cold']:.1f} s cold, {figures['warm']:.1f} s warm, kernel start included; "
-                 f"renders: {figures['cold_renders']} cold, {figures['warm_renders']} warm)"))
+    rows.append(
+        (
+            "10-cell notebook re-executed, warm cache over cold",
+            f"{figures['cold'] / figures['warm']:.1f}x faster ({figures['cold']:.1f} s cold, {figures['warm']:.1f} s warm, kernel start included; "
+            f"renders: {figures['cold_renders']} cold, {figures['warm_renders']} warm)",
+        )
+    )
     fresh = tempfile.mkdtemp()  # an empty cache and log, as on a fresh Binder
-    figures = json.loads(run_python(QUICKSTART_RSS.format(path=str(ROOT / "notebooks" / "01-quickstart.ipynb")),
-                                    {**env, "IPYIMAGINE_HOME": fresh, "IPYIMAGINE_CACHE": fresh + "/cache"}))
+    figures = json.loads(
+        run_python(
+            QUICKSTART_RSS.format(path=str(ROOT / "notebooks" / "01-quickstart.ipynb")), {**env, "IPYIMAGINE_HOME": fresh, "IPYIMAGINE_CACHE": fresh + "/cache"}
+        )
+    )
     rows.append(("peak RSS while running notebooks/01-quickstart.ipynb (largest process: the kernel)", f"{figures['peak_rss_mb']:.0f} MB"))
 
-    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-          f"torch threads: {args.threads or 'default'}\n")
+    print(
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"torch threads: {args.threads or 'default'}\n"
+    )
     print("| measure | value |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {value} |")

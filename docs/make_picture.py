@@ -1,6 +1,6 @@
 """Draw docs/shapes.png, the README's picture: captions rendered by the bundled model, two seeds each.
 
-    python docs/make_picture.py
+python docs/make_picture.py
 """
 
 from pathlib import Path
@@ -29,7 +29,7 @@ def main() -> None:
         gen = imagine(caption, seed=1, n=2, expand=False, session=session)
         words = caption.split()
         pen.text((column * cell + 6, 2), " ".join(words[: len(words) // 2]), fill="black", font=font)
-        pen.text((column * cell + 6, 16), " ".join(words[len(words) // 2:]), fill="black", font=font)
+        pen.text((column * cell + 6, 16), " ".join(words[len(words) // 2 :]), fill="black", font=font)
         for row, image in enumerate(gen.images):
             sheet.paste(enlarged(image).resize((cell - 4, cell - 4)), (column * cell + 2, label_h + row * cell + 2))
     path = Path(__file__).with_name("shapes.png")

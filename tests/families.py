@@ -30,8 +30,17 @@ if str(ROOT) not in sys.path:
 
 # Families whose folder loads with a plain `DiffusionPipeline.from_pretrained(path, use_safetensors=True)`.
 FAMILIES: tuple[str, ...] = (
-    "sd15", "sdxl", "sd3", "flux-dev", "flux-schnell", "pixart-sigma", "sana", "qwen-image", "kandinsky22",
-    "lcm", "lcm-sd",
+    "sd15",
+    "sdxl",
+    "sd3",
+    "flux-dev",
+    "flux-schnell",
+    "pixart-sigma",
+    "sana",
+    "qwen-image",
+    "kandinsky22",
+    "lcm",
+    "lcm-sd",
 )
 # Families whose folder needs keyword arguments to load. "sd3-no-t5" is saved with text_encoder_3 and
 # tokenizer_3 null in model_index.json; diffusers 0.42 then refuses a plain from_pretrained ("expected [...
@@ -43,15 +52,89 @@ ALL_FAMILIES: tuple[str, ...] = FAMILIES + tuple(LOAD_KWARGS)
 # Words every tokenizer here turns into single tokens (CLIP: lowercased): the caption words plus the words of the
 # prompt templates some pipelines wrap a prompt in (Sana's instruction, Qwen-Image's system prompt).
 _EXTRA_WORDS = (
-    "Describe", "image", "by", "detailing", "color", "shape", "size", "texture", "quantity", "text", "spatial",
-    "relationships", "of", "objects", "and", "background", "system", "user", "assistant", "Given", "prompt",
-    "generate", "Enhanced", "that", "provides", "detailed", "visual", "descriptions", "suitable", "for",
-    "generation", "Evaluate", "level", "detail", "in", "If", "is", "simple", "focus", "on", "adding",
-    "specifics", "about", "colors", "shapes", "sizes", "textures", "create", "vivid", "concrete", "scenes",
-    "already", "refine", "enhance", "existing", "details", "slightly", "without", "overcomplicating", "Here",
-    "are", "examples", "how", "to", "transform", "or", "prompts", "User", "Please", "only", "the",
-    "description", "below", "avoid", "including", "any", "additional", "commentary", "evaluations", "cat",
-    "dog", "photo", "painting",
+    "Describe",
+    "image",
+    "by",
+    "detailing",
+    "color",
+    "shape",
+    "size",
+    "texture",
+    "quantity",
+    "text",
+    "spatial",
+    "relationships",
+    "of",
+    "objects",
+    "and",
+    "background",
+    "system",
+    "user",
+    "assistant",
+    "Given",
+    "prompt",
+    "generate",
+    "Enhanced",
+    "that",
+    "provides",
+    "detailed",
+    "visual",
+    "descriptions",
+    "suitable",
+    "for",
+    "generation",
+    "Evaluate",
+    "level",
+    "detail",
+    "in",
+    "If",
+    "is",
+    "simple",
+    "focus",
+    "on",
+    "adding",
+    "specifics",
+    "about",
+    "colors",
+    "shapes",
+    "sizes",
+    "textures",
+    "create",
+    "vivid",
+    "concrete",
+    "scenes",
+    "already",
+    "refine",
+    "enhance",
+    "existing",
+    "details",
+    "slightly",
+    "without",
+    "overcomplicating",
+    "Here",
+    "are",
+    "examples",
+    "how",
+    "to",
+    "transform",
+    "or",
+    "prompts",
+    "User",
+    "Please",
+    "only",
+    "the",
+    "description",
+    "below",
+    "avoid",
+    "including",
+    "any",
+    "additional",
+    "commentary",
+    "evaluations",
+    "cat",
+    "dog",
+    "photo",
+    "painting",
 )
 
 
@@ -87,7 +170,7 @@ def _learn_merges(words: list[list[str]]) -> list[tuple[str, str]]:
             i = 0
             while i < len(w) - 1:
                 if w[i] == a and w[i + 1] == b:
-                    w[i:i + 2] = [a + b]
+                    w[i : i + 2] = [a + b]
                 i += 1
 
 
@@ -150,8 +233,7 @@ def _gemma_tokenizer():
     return GemmaTokenizer(vocab=vocab, merges=merges, add_bos_token=True, add_eos_token=False)
 
 
-QWEN_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-                 "<|image_pad|>", "<|video_pad|>")
+QWEN_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
 
 
 def _qwen_tokenizer():
@@ -172,9 +254,7 @@ def _qwen_tokenizer():
     for token in QWEN_SPECIALS:
         vocab[token] = len(vocab)
     tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges, model_max_length=32768)
-    tokenizer.add_special_tokens(
-        {"additional_special_tokens": [AddedToken(t, special=True) for t in QWEN_SPECIALS[1:]]}
-    )
+    tokenizer.add_special_tokens({"additional_special_tokens": [AddedToken(t, special=True) for t in QWEN_SPECIALS[1:]]})
     return tokenizer
 
 
@@ -185,9 +265,17 @@ def _clip_text(vocab_size: int, hidden: int = 16, projection: bool = False, proj
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     config = CLIPTextConfig(
-        bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=hidden, intermediate_size=2 * hidden,
-        num_attention_heads=2, num_hidden_layers=2, vocab_size=vocab_size, max_position_embeddings=32,
-        projection_dim=projection_dim, hidden_act="gelu",
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_attention_heads=2,
+        num_hidden_layers=2,
+        vocab_size=vocab_size,
+        max_position_embeddings=32,
+        projection_dim=projection_dim,
+        hidden_act="gelu",
     )
     return (CLIPTextModelWithProjection if projection else CLIPTextModel)(config)
 
@@ -196,9 +284,19 @@ def _t5_encoder(vocab_size: int, d_model: int = 32):
     from transformers import T5Config, T5EncoderModel
 
     config = T5Config(
-        vocab_size=vocab_size, d_model=d_model, d_kv=8, d_ff=2 * d_model, num_layers=1, num_heads=2,
-        relative_attention_num_buckets=8, relative_attention_max_distance=32, feed_forward_proj="gated-gelu",
-        pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, is_encoder_decoder=False,
+        vocab_size=vocab_size,
+        d_model=d_model,
+        d_kv=8,
+        d_ff=2 * d_model,
+        num_layers=1,
+        num_heads=2,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=32,
+        feed_forward_proj="gated-gelu",
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+        is_encoder_decoder=False,
     )
     return T5EncoderModel(config)
 
@@ -208,9 +306,16 @@ def _vae(latent_channels: int = 4, **kwargs):
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=latent_channels, block_out_channels=(4, 4, 8, 8),
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=1, norm_num_groups=4, sample_size=64, **kwargs,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=latent_channels,
+        block_out_channels=(4, 4, 8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=1,
+        norm_num_groups=4,
+        sample_size=64,
+        **kwargs,
     )
 
 
@@ -218,10 +323,16 @@ def _sd_unet(cross_attention_dim: int = 16, **kwargs):
     from diffusers import UNet2DConditionModel
 
     options = {
-        "block_out_channels": (8, 16), "layers_per_block": 1, "sample_size": 8, "in_channels": 4, "out_channels": 4,
+        "block_out_channels": (8, 16),
+        "layers_per_block": 1,
+        "sample_size": 8,
+        "in_channels": 4,
+        "out_channels": 4,
         "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
         "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
-        "cross_attention_dim": cross_attention_dim, "norm_num_groups": 4, "attention_head_dim": 2,
+        "cross_attention_dim": cross_attention_dim,
+        "norm_num_groups": 4,
+        "attention_head_dim": 2,
     }
     options.update(kwargs)
     return UNet2DConditionModel(**options)
@@ -239,9 +350,15 @@ def _sd15(work: Path):
 
     tokenizer = _clip_tokenizer(work, "tokenizer")
     return StableDiffusionPipeline(
-        unet=_sd_unet(), vae=_vae(), text_encoder=_clip_text(len(tokenizer)), tokenizer=tokenizer,
+        unet=_sd_unet(),
+        vae=_vae(),
+        text_encoder=_clip_text(len(tokenizer)),
+        tokenizer=tokenizer,
         scheduler=PNDMScheduler(**_sd_scheduler_config(), skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False),
-        safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False,
+        safety_checker=None,
+        feature_extractor=None,
+        image_encoder=None,
+        requires_safety_checker=False,
     )
 
 
@@ -251,9 +368,15 @@ def _lcm(work: Path):
 
     tokenizer = _clip_tokenizer(work, "tokenizer")
     return LatentConsistencyModelPipeline(
-        unet=_sd_unet(time_cond_proj_dim=16), vae=_vae(), text_encoder=_clip_text(len(tokenizer)), tokenizer=tokenizer,
+        unet=_sd_unet(time_cond_proj_dim=16),
+        vae=_vae(),
+        text_encoder=_clip_text(len(tokenizer)),
+        tokenizer=tokenizer,
         scheduler=LCMScheduler(**_sd_scheduler_config(), clip_sample=False, set_alpha_to_one=True, steps_offset=1),
-        safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False,
+        safety_checker=None,
+        feature_extractor=None,
+        image_encoder=None,
+        requires_safety_checker=False,
     )
 
 
@@ -263,9 +386,15 @@ def _lcm_sd(work: Path):
 
     tokenizer = _clip_tokenizer(work, "tokenizer")
     return StableDiffusionPipeline(
-        unet=_sd_unet(time_cond_proj_dim=16), vae=_vae(), text_encoder=_clip_text(len(tokenizer)), tokenizer=tokenizer,
+        unet=_sd_unet(time_cond_proj_dim=16),
+        vae=_vae(),
+        text_encoder=_clip_text(len(tokenizer)),
+        tokenizer=tokenizer,
         scheduler=LCMScheduler(**_sd_scheduler_config(), clip_sample=False, set_alpha_to_one=True, steps_offset=1),
-        safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False,
+        safety_checker=None,
+        feature_extractor=None,
+        image_encoder=None,
+        requires_safety_checker=False,
     )
 
 
@@ -277,14 +406,24 @@ def _sdxl(work: Path):
     text_encoder = _clip_text(len(tokenizer), hidden=16)
     text_encoder_2 = _clip_text(len(tokenizer_2), hidden=16, projection=True, projection_dim=16)
     unet = _sd_unet(
-        cross_attention_dim=32, use_linear_projection=True, addition_embed_type="text_time",
-        addition_time_embed_dim=4, projection_class_embeddings_input_dim=6 * 4 + 16,
+        cross_attention_dim=32,
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=4,
+        projection_class_embeddings_input_dim=6 * 4 + 16,
     )
     scheduler = EulerDiscreteScheduler(**_sd_scheduler_config(), steps_offset=1, timestep_spacing="leading")
     return StableDiffusionXLPipeline(
-        vae=_vae(scaling_factor=0.13025), text_encoder=text_encoder, text_encoder_2=text_encoder_2,
-        tokenizer=tokenizer, tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler,
-        image_encoder=None, feature_extractor=None, force_zeros_for_empty_prompt=True,
+        vae=_vae(scaling_factor=0.13025),
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2,
+        unet=unet,
+        scheduler=scheduler,
+        image_encoder=None,
+        feature_extractor=None,
+        force_zeros_for_empty_prompt=True,
     )
 
 
@@ -298,8 +437,16 @@ def _sd3(work: Path, with_t5: bool = True):
     tokenizer = _clip_tokenizer(work, "tokenizer")
     tokenizer_2 = _clip_tokenizer(work, "tokenizer_2")
     transformer = SD3Transformer2DModel(
-        sample_size=8, patch_size=2, in_channels=4, out_channels=4, num_layers=1, attention_head_dim=8,
-        num_attention_heads=2, joint_attention_dim=32, caption_projection_dim=16, pooled_projection_dim=32,
+        sample_size=8,
+        patch_size=2,
+        in_channels=4,
+        out_channels=4,
+        num_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        caption_projection_dim=16,
+        pooled_projection_dim=32,
         pos_embed_max_size=96,
     )
     text_encoder = _clip_text(len(tokenizer), projection=True)
@@ -310,9 +457,17 @@ def _sd3(work: Path, with_t5: bool = True):
         text_encoder_3 = _t5_encoder(len(tokenizer_3), d_model=32)
     vae = _vae(use_quant_conv=False, use_post_quant_conv=False, scaling_factor=1.5305, shift_factor=0.0609)
     return StableDiffusion3Pipeline(
-        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae,
-        text_encoder=text_encoder, tokenizer=tokenizer, text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2,
-        text_encoder_3=text_encoder_3, tokenizer_3=tokenizer_3, image_encoder=None, feature_extractor=None,
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=tokenizer_2,
+        text_encoder_3=text_encoder_3,
+        tokenizer_3=tokenizer_3,
+        image_encoder=None,
+        feature_extractor=None,
     )
 
 
@@ -326,22 +481,39 @@ def _flux(work: Path, guidance_embeds: bool):
     tokenizer = _clip_tokenizer(work, "tokenizer")
     tokenizer_2 = _t5_tokenizer()
     transformer = FluxTransformer2DModel(
-        patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
-        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=16, guidance_embeds=guidance_embeds,
+        patch_size=1,
+        in_channels=16,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=16,
+        guidance_embeds=guidance_embeds,
         axes_dims_rope=(4, 4, 8),
     )
     if guidance_embeds:  # FLUX.1-dev's scheduler: resolution-dependent shift
         scheduler = FlowMatchEulerDiscreteScheduler(
-            shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
-            base_image_seq_len=256, max_image_seq_len=4096,
+            shift=3.0,
+            use_dynamic_shifting=True,
+            base_shift=0.5,
+            max_shift=1.15,
+            base_image_seq_len=256,
+            max_image_seq_len=4096,
         )
     else:  # FLUX.1-schnell's
         scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False)
     vae = _vae(use_quant_conv=False, use_post_quant_conv=False, scaling_factor=0.3611, shift_factor=0.1159)
     return FluxPipeline(
-        transformer=transformer, scheduler=scheduler, vae=vae, text_encoder=_clip_text(len(tokenizer)),
-        tokenizer=tokenizer, text_encoder_2=_t5_encoder(len(tokenizer_2), d_model=32), tokenizer_2=tokenizer_2,
-        image_encoder=None, feature_extractor=None,
+        transformer=transformer,
+        scheduler=scheduler,
+        vae=vae,
+        text_encoder=_clip_text(len(tokenizer)),
+        tokenizer=tokenizer,
+        text_encoder_2=_t5_encoder(len(tokenizer_2), d_model=32),
+        tokenizer_2=tokenizer_2,
+        image_encoder=None,
+        feature_extractor=None,
     )
 
 
@@ -355,15 +527,29 @@ def _pixart_sigma(work: Path):
     tokenizer = _t5_tokenizer()
     transformer = PixArtTransformer2DModel(
         sample_size=32,  # the smallest size PixArt-Sigma's resolution binning knows (its 256 px bin)
-        num_layers=1, patch_size=2, attention_head_dim=8, num_attention_heads=2, caption_channels=32,
-        in_channels=4, out_channels=8, cross_attention_dim=16, attention_bias=True, activation_fn="gelu-approximate",
-        num_embeds_ada_norm=1000, norm_type="ada_norm_single", norm_elementwise_affine=False, norm_eps=1e-6,
+        num_layers=1,
+        patch_size=2,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        caption_channels=32,
+        in_channels=4,
+        out_channels=8,
+        cross_attention_dim=16,
+        attention_bias=True,
+        activation_fn="gelu-approximate",
+        num_embeds_ada_norm=1000,
+        norm_type="ada_norm_single",
+        norm_elementwise_affine=False,
+        norm_eps=1e-6,
         use_additional_conditions=False,
     )
     scheduler = DPMSolverMultistepScheduler(beta_start=0.0001, beta_end=0.02, beta_schedule="linear")
     return PixArtSigmaPipeline(
-        tokenizer=tokenizer, text_encoder=_t5_encoder(len(tokenizer), d_model=32), vae=_vae(),
-        transformer=transformer, scheduler=scheduler,
+        tokenizer=tokenizer,
+        text_encoder=_t5_encoder(len(tokenizer), d_model=32),
+        vae=_vae(),
+        transformer=transformer,
+        scheduler=scheduler,
     )
 
 
@@ -377,32 +563,62 @@ def _sana(work: Path):
     from transformers import Gemma2Config, Gemma2Model
 
     tokenizer = _gemma_tokenizer()
-    text_encoder = Gemma2Model(Gemma2Config(
-        vocab_size=len(tokenizer), hidden_size=8, intermediate_size=16, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=4, max_position_embeddings=2048,
-        pad_token_id=0, eos_token_id=1, bos_token_id=2, attn_implementation="eager",
-    ))
+    text_encoder = Gemma2Model(
+        Gemma2Config(
+            vocab_size=len(tokenizer),
+            hidden_size=8,
+            intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=4,
+            max_position_embeddings=2048,
+            pad_token_id=0,
+            eos_token_id=1,
+            bos_token_id=2,
+            attn_implementation="eager",
+        )
+    )
     transformer = SanaTransformer2DModel(
-        patch_size=1, in_channels=4, out_channels=4, num_layers=1, num_attention_heads=2, attention_head_dim=4,
-        num_cross_attention_heads=2, cross_attention_head_dim=4, cross_attention_dim=8, caption_channels=8,
-        mlp_ratio=2.0, sample_size=16,  # 16: Sana's 512 px resolution bin
+        patch_size=1,
+        in_channels=4,
+        out_channels=4,
+        num_layers=1,
+        num_attention_heads=2,
+        attention_head_dim=4,
+        num_cross_attention_heads=2,
+        cross_attention_head_dim=4,
+        cross_attention_dim=8,
+        caption_channels=8,
+        mlp_ratio=2.0,
+        sample_size=16,  # 16: Sana's 512 px resolution bin
     )
     levels = 6  # DC-AE's 32x compression, as in the real model
     vae = AutoencoderDC(
-        in_channels=3, latent_channels=4, attention_head_dim=4,
+        in_channels=3,
+        latent_channels=4,
+        attention_head_dim=4,
         encoder_block_types=("ResBlock",) * 4 + ("EfficientViTBlock",) * 2,
         decoder_block_types=("ResBlock",) * 4 + ("EfficientViTBlock",) * 2,
-        encoder_block_out_channels=(4, 4, 8, 8, 8, 8), decoder_block_out_channels=(4, 4, 8, 8, 8, 8),
-        encoder_layers_per_block=(1,) * levels, decoder_layers_per_block=(1,) * levels,
-        encoder_qkv_multiscales=((),) * 4 + ((5,),) * 2, decoder_qkv_multiscales=((),) * 4 + ((5,),) * 2,
-        downsample_block_type="pixel_unshuffle", upsample_block_type="interpolate",
-        decoder_norm_types="rms_norm", decoder_act_fns="silu", scaling_factor=0.41407,
+        encoder_block_out_channels=(4, 4, 8, 8, 8, 8),
+        decoder_block_out_channels=(4, 4, 8, 8, 8, 8),
+        encoder_layers_per_block=(1,) * levels,
+        decoder_layers_per_block=(1,) * levels,
+        encoder_qkv_multiscales=((),) * 4 + ((5,),) * 2,
+        decoder_qkv_multiscales=((),) * 4 + ((5,),) * 2,
+        downsample_block_type="pixel_unshuffle",
+        upsample_block_type="interpolate",
+        decoder_norm_types="rms_norm",
+        decoder_act_fns="silu",
+        scaling_factor=0.41407,
     )
     scheduler = DPMSolverMultistepScheduler(
-        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0, solver_order=2,
+        prediction_type="flow_prediction",
+        use_flow_sigmas=True,
+        flow_shift=3.0,
+        solver_order=2,
     )
-    return SanaPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
-                        scheduler=scheduler)
+    return SanaPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler)
 
 
 def _qwen_image(work: Path):
@@ -418,32 +634,57 @@ def _qwen_image(work: Path):
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
     config = Qwen2_5_VLConfig(
         text_config={
-            "vocab_size": len(tokenizer), "hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 1,
-            "num_attention_heads": 2, "num_key_value_heads": 2, "max_position_embeddings": 2048,
+            "vocab_size": len(tokenizer),
+            "hidden_size": 16,
+            "intermediate_size": 16,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 2048,
             "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
-            "rope_theta": 1000000.0, "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
+            "rope_theta": 1000000.0,
+            "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
             "pad_token_id": ids["<|endoftext|>"],
         },
         vision_config={"depth": 1, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": 16},
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
     )
     text_encoder = Qwen2_5_VLForConditionalGeneration(config).eval()
     z_dim = 4
     vae = AutoencoderKLQwenImage(  # 3 spatial downsamplings: scale factor 8; channels tiny so 1024 px decodes in ~1 s
-        base_dim=2, z_dim=z_dim, dim_mult=[1, 2, 2, 4], num_res_blocks=0, temperal_downsample=[False, True, True],
-        latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim,
+        base_dim=2,
+        z_dim=z_dim,
+        dim_mult=[1, 2, 2, 4],
+        num_res_blocks=0,
+        temperal_downsample=[False, True, True],
+        latents_mean=[0.0] * z_dim,
+        latents_std=[1.0] * z_dim,
     )
     transformer = QwenImageTransformer2DModel(
-        patch_size=2, in_channels=4 * z_dim, out_channels=z_dim, num_layers=1, attention_head_dim=16,
-        num_attention_heads=2, joint_attention_dim=16, guidance_embeds=False, axes_dims_rope=(8, 4, 4),
+        patch_size=2,
+        in_channels=4 * z_dim,
+        out_channels=z_dim,
+        num_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=16,
+        guidance_embeds=False,
+        axes_dims_rope=(8, 4, 4),
     )
     scheduler = FlowMatchEulerDiscreteScheduler(  # Qwen-Image's: dynamic, exponential shift
-        shift=1.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9, base_image_seq_len=256,
-        max_image_seq_len=8192, time_shift_type="exponential",
+        shift=1.0,
+        use_dynamic_shifting=True,
+        base_shift=0.5,
+        max_shift=0.9,
+        base_image_seq_len=256,
+        max_image_seq_len=8192,
+        time_shift_type="exponential",
     )
-    return QwenImagePipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-                             transformer=transformer)
+    return QwenImagePipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer)
 
 
 def _kandinsky22(work: Path):
@@ -466,42 +707,86 @@ def _kandinsky22(work: Path):
     embed = 16  # CLIP projection dim = image embedding size
     tokenizer = _clip_tokenizer(work, "prior_tokenizer")
     text_encoder = _clip_text(len(tokenizer), hidden=embed, projection=True, projection_dim=embed)
-    prior = PriorTransformer(num_attention_heads=2, attention_head_dim=8, embedding_dim=embed, num_layers=1,
-                             num_embeddings=tokenizer.model_max_length)
+    prior = PriorTransformer(num_attention_heads=2, attention_head_dim=8, embedding_dim=embed, num_layers=1, num_embeddings=tokenizer.model_max_length)
     with torch.no_grad():
         prior.clip_std.fill_(1.0)  # 0 would make every image embedding 0
-    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
-        hidden_size=embed, image_size=32, patch_size=8, projection_dim=embed, intermediate_size=32,
-        num_attention_heads=2, num_hidden_layers=1, num_channels=3,
-    ))
-    image_processor = CLIPImageProcessor(
-        crop_size=32, size=32, do_center_crop=True, do_normalize=True, do_resize=True, resample=3,
-        image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
+    image_encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=embed,
+            image_size=32,
+            patch_size=8,
+            projection_dim=embed,
+            intermediate_size=32,
+            num_attention_heads=2,
+            num_hidden_layers=1,
+            num_channels=3,
+        )
     )
-    prior_scheduler = UnCLIPScheduler(variance_type="fixed_small_log", prediction_type="sample",
-                                      num_train_timesteps=1000, clip_sample=True, clip_sample_range=10.0)
+    image_processor = CLIPImageProcessor(
+        crop_size=32,
+        size=32,
+        do_center_crop=True,
+        do_normalize=True,
+        do_resize=True,
+        resample=3,
+        image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711],
+    )
+    prior_scheduler = UnCLIPScheduler(
+        variance_type="fixed_small_log", prediction_type="sample", num_train_timesteps=1000, clip_sample=True, clip_sample_range=10.0
+    )
     unet = UNet2DConditionModel(
-        in_channels=4, out_channels=8, addition_embed_type="image",
+        in_channels=4,
+        out_channels=8,
+        addition_embed_type="image",
         down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
         up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
-        mid_block_type="UNetMidBlock2DSimpleCrossAttn", block_out_channels=(8, 16), layers_per_block=1,
-        encoder_hid_dim=embed, encoder_hid_dim_type="image_proj", cross_attention_dim=16, attention_head_dim=4,
-        resnet_time_scale_shift="scale_shift", class_embed_type=None, norm_num_groups=4, sample_size=8,
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        encoder_hid_dim=embed,
+        encoder_hid_dim_type="image_proj",
+        cross_attention_dim=16,
+        attention_head_dim=4,
+        resnet_time_scale_shift="scale_shift",
+        class_embed_type=None,
+        norm_num_groups=4,
+        sample_size=8,
     )
     # MoVQ: 4 levels (scale factor 8, as in the real one); SpatialNorm hard-codes 32 groups, hence 32 channels, and
     # one resnet per level keeps the default 512 px decode well under a second.
     movq = VQModel(
-        in_channels=3, out_channels=3, latent_channels=4, vq_embed_dim=4, num_vq_embeddings=16,
-        block_out_channels=(32, 32, 32, 32), layers_per_block=0, norm_num_groups=32, norm_type="spatial",
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        vq_embed_dim=4,
+        num_vq_embeddings=16,
+        block_out_channels=(32, 32, 32, 32),
+        layers_per_block=0,
+        norm_num_groups=32,
+        norm_type="spatial",
         down_block_types=("DownEncoderBlock2D",) * 3 + ("AttnDownEncoderBlock2D",),
         up_block_types=("AttnUpDecoderBlock2D",) + ("UpDecoderBlock2D",) * 3,
     )
-    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=0.00085, beta_end=0.012,
-                              clip_sample=False, prediction_type="epsilon", thresholding=False,
-                              variance_type="learned_range")
+    scheduler = DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        clip_sample=False,
+        prediction_type="epsilon",
+        thresholding=False,
+        variance_type="learned_range",
+    )
     return KandinskyV22CombinedPipeline(
-        unet=unet, scheduler=scheduler, movq=movq, prior_prior=prior, prior_image_encoder=image_encoder,
-        prior_text_encoder=text_encoder, prior_tokenizer=tokenizer, prior_scheduler=prior_scheduler,
+        unet=unet,
+        scheduler=scheduler,
+        movq=movq,
+        prior_prior=prior,
+        prior_image_encoder=image_encoder,
+        prior_text_encoder=text_encoder,
+        prior_tokenizer=tokenizer,
+        prior_scheduler=prior_scheduler,
         prior_image_processor=image_processor,
     )
 

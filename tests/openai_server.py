@@ -49,11 +49,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         mode, _, endpoint = self.path.strip("/").partition("/v1/")
-        self.server.requests.append({"mode": mode, "endpoint": endpoint, "method": "GET", "body": {},
-                                     "authorization": self.headers.get("Authorization")})
+        self.server.requests.append({"mode": mode, "endpoint": endpoint, "method": "GET", "body": {}, "authorization": self.headers.get("Authorization")})
         if endpoint == "models" and mode != "nomodels":
-            data = [{"id": name, "object": "model", "created": 0, "owned_by": "system", **({"shutdown_date": when} if when else {})}
-                    for name, when in self.server.models.items()]
+            data = [
+                {"id": name, "object": "model", "created": 0, "owned_by": "system", **({"shutdown_date": when} if when else {})}
+                for name, when in self.server.models.items()
+            ]
             return self.send_json(200, {"object": "list", "data": data})
         if self.path == "/picture.png":  # an image by address on the server's own host
             raw = base64.b64decode(png_b64(8, 8))
@@ -128,14 +129,20 @@ class Handler(BaseHTTPRequestHandler):
         elif mode == "drift":
             content = "A dramatic oil painting of a tall tower by the sea, dark clouds, crashing waves."
         elif mode == "think":
-            content = f"<think>The user wants a picture.</think>\n**Prompt:** \"{idea}, oil painting, warm light, wide shot\""
+            content = f'<think>The user wants a picture.</think>\n**Prompt:** "{idea}, oil painting, warm light, wide shot"'
         else:
             content = f"{idea}, photograph, golden light, soft palette, wide shot, highly detailed (reply {self.server.chat_calls})"
-        self.send_json(200, {
-            "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 60, "completion_tokens": 25, "total_tokens": 85},
-        })
+        self.send_json(
+            200,
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 60, "completion_tokens": 25, "total_tokens": 85},
+            },
+        )
 
     def images(self, body: dict):
         width, height = (int(v) for v in body.get("size", "1024x1024").split("x"))
@@ -148,19 +155,27 @@ class Handler(BaseHTTPRequestHandler):
                 item["revised_prompt"] = "REVISED: " + body["prompt"]
         self.send_json(200, {"created": 0, "data": data, "usage": {"input_tokens": 40, "output_tokens": 272, "total_tokens": 312}})
 
-
     def stream_images(self, body: dict, width: int, height: int):
         """Server-sent events as the images API streams them: partial images, then the completed one."""
         scale = self.server.image_scale
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
-        common = {"background": "opaque", "created_at": 0, "output_format": "png", "quality": body.get("quality", "auto"),
-                  "size": body.get("size", "1024x1024")}
+        common = {
+            "background": "opaque",
+            "created_at": 0,
+            "output_format": "png",
+            "quality": body.get("quality", "auto"),
+            "size": body.get("size", "1024x1024"),
+        }
         if self.mode == "endless":  # partial images, one every 0.2 s, and never a completed one
             for index in range(600):
-                event = {**common, "type": "image_generation.partial_image", "partial_image_index": index,
-                         "b64_json": png_b64(width // scale, height // scale, (90, 90, 90))}
+                event = {
+                    **common,
+                    "type": "image_generation.partial_image",
+                    "partial_image_index": index,
+                    "b64_json": png_b64(width // scale, height // scale, (90, 90, 90)),
+                }
                 try:
                     self.wfile.write(f"event: image_generation.partial_image\ndata: {json.dumps(event)}\n\n".encode())
                     self.wfile.flush()
@@ -170,12 +185,15 @@ class Handler(BaseHTTPRequestHandler):
             return None
         for index in range(int(body.get("partial_images") or 0)):
             shade = 60 + 60 * index
-            event = {**common, "type": "image_generation.partial_image", "partial_image_index": index,
-                     "b64_json": png_b64(width // scale, height // scale, (shade, shade, shade))}
+            event = {
+                **common,
+                "type": "image_generation.partial_image",
+                "partial_image_index": index,
+                "b64_json": png_b64(width // scale, height // scale, (shade, shade, shade)),
+            }
             self.wfile.write(f"event: image_generation.partial_image\ndata: {json.dumps(event)}\n\n".encode())
             self.wfile.flush()
-        usage = {"input_tokens": 40, "input_tokens_details": {"image_tokens": 0, "text_tokens": 40}, "output_tokens": 472,
-                 "total_tokens": 512}
+        usage = {"input_tokens": 40, "input_tokens_details": {"image_tokens": 0, "text_tokens": 40}, "output_tokens": 472, "total_tokens": 512}
         done = {**common, "type": "image_generation.completed", "b64_json": png_b64(width // scale, height // scale), "usage": usage}
         self.wfile.write(f"event: image_generation.completed\ndata: {json.dumps(done)}\n\n".encode())
         self.wfile.flush()

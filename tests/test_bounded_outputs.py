@@ -25,15 +25,24 @@ def output_bytes(captured) -> int:
 
 
 def record(**changes) -> dict:
-    return {"id": "saved0001", "created": "2026-01-01T00:00:00+00:00", "idea": "an old idea", "prompt": "an old idea, painted",
-            "seeds": [3], "params": {"steps": 5, "guidance": 4.0, "width": 64, "height": 64}, "backend": "diffusers",
-            "model": "ipyimagine/shapes", **changes}
+    return {
+        "id": "saved0001",
+        "created": "2026-01-01T00:00:00+00:00",
+        "idea": "an old idea",
+        "prompt": "an old idea, painted",
+        "seeds": [3],
+        "params": {"steps": 5, "guidance": 4.0, "width": 64, "height": 64},
+        "backend": "diffusers",
+        "model": "ipyimagine/shapes",
+        **changes,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- history of a crafted notebook
 def blank_png(width: int, height: int) -> bytes:
     """A real greyscale PNG of zeros, `width` x `height`: tiny on disk (deflate packs zeros a thousand to one), huge once
     decoded, as a crafted notebook's thumbnails are."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
 
@@ -71,18 +80,40 @@ def decoded(monkeypatch):
 
 def test_history_of_a_notebook_with_huge_thumbnails_decodes_no_big_picture_and_shows_the_good_ones(shell, tmp_path, decoded):
     huge = base64.b64encode(blank_png(8000, 8000)).decode()  # 64 million pixels, about 90 KB of base64
-    outputs = [nbformat.v4.new_output("display_data", data={"image/png": huge, "text/plain": "x"},
-                                      metadata={"ipyimagine": {"format": 2, "kind": "generation",
-                                                               "entries": [record(id=f"huge{i:02d}", created=f"2026-01-01T00:00:{i:02d}+00:00")]}})
-               for i in range(16)]  # a notebook of about 1.5 MB
-    outputs.append(nbformat.v4.new_output("display_data", data={"text/plain": "x"}, metadata={"ipyimagine": {
-        "format": 2, "kind": "grid", "entries": [record(id="gridbig", created="2026-01-02T00:00:00+00:00"),
-                                                 record(id="gridsmall", created="2026-01-02T00:00:01+00:00"),
-                                                 record(id="gridwide", created="2026-01-02T00:00:02+00:00")],
-        "thumbnails": [noisy_png(200), small_jpeg(), base64.b64encode(blank_png(4000, 4000)).decode()]}}))
+    outputs = [
+        nbformat.v4.new_output(
+            "display_data",
+            data={"image/png": huge, "text/plain": "x"},
+            metadata={"ipyimagine": {"format": 2, "kind": "generation", "entries": [record(id=f"huge{i:02d}", created=f"2026-01-01T00:00:{i:02d}+00:00")]}},
+        )
+        for i in range(16)
+    ]  # a notebook of about 1.5 MB
+    outputs.append(
+        nbformat.v4.new_output(
+            "display_data",
+            data={"text/plain": "x"},
+            metadata={
+                "ipyimagine": {
+                    "format": 2,
+                    "kind": "grid",
+                    "entries": [
+                        record(id="gridbig", created="2026-01-02T00:00:00+00:00"),
+                        record(id="gridsmall", created="2026-01-02T00:00:01+00:00"),
+                        record(id="gridwide", created="2026-01-02T00:00:02+00:00"),
+                    ],
+                    "thumbnails": [noisy_png(200), small_jpeg(), base64.b64encode(blank_png(4000, 4000)).decode()],
+                }
+            },
+        )
+    )
     good = base64.b64encode(blank_png(256, 256)).decode()
-    outputs.append(nbformat.v4.new_output("display_data", data={"image/png": good, "text/plain": "x"}, metadata={
-        "ipyimagine": {"format": 2, "kind": "generation", "entries": [record(id="good0001", created="2026-01-03T00:00:00+00:00")]}}))
+    outputs.append(
+        nbformat.v4.new_output(
+            "display_data",
+            data={"image/png": good, "text/plain": "x"},
+            metadata={"ipyimagine": {"format": 2, "kind": "generation", "entries": [record(id="good0001", created="2026-01-03T00:00:00+00:00")]}},
+        )
+    )
     path = tmp_path / "crafted.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=outputs)]), path)
     assert path.stat().st_size > 1_300_000
@@ -104,8 +135,11 @@ def test_history_of_a_notebook_with_huge_thumbnails_decodes_no_big_picture_and_s
 
 def test_rerun_of_an_entry_of_such_a_notebook_decodes_no_picture(shell, tmp_path, decoded):
     huge = base64.b64encode(blank_png(4000, 4000)).decode()
-    output = nbformat.v4.new_output("display_data", data={"image/png": huge, "text/plain": "x"}, metadata={
-        "ipyimagine": {"format": 2, "kind": "generation", "entries": [record(id="huge0001", seeds=[5])]}})
+    output = nbformat.v4.new_output(
+        "display_data",
+        data={"image/png": huge, "text/plain": "x"},
+        metadata={"ipyimagine": {"format": 2, "kind": "generation", "entries": [record(id="huge0001", seeds=[5])]}},
+    )
     path = tmp_path / "crafted.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[output])]), path)
     shell.user_ns["__session__"] = str(path)
@@ -165,5 +199,3 @@ def test_a_large_batch_in_a_terminal_says_how_far_it_is_and_a_small_one_still_sh
     with capture_output() as captured:
         shell.run_line_magic("imagine", f"batch {ideas} --backend a1111 --server {a1111.url()} --seed 3 --steps 1 --size 64x64 --no-cache")
     assert len([o for o in captured.outputs if "image/png" in o.data]) == 2  # each with its own caption, as before
-
-

@@ -24,8 +24,16 @@ pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output" / "browser"
 TOKEN = "ipyimagine-test-token"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def need(condition: bool, why: str) -> None:
@@ -51,22 +59,39 @@ def lab(tmp_path):
         path = settings / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(value))
-    nbformat.write(nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("%load_ext ipyimagine"),
-        nbformat.v4.new_code_cell("%%imagine --interactive --seed 3 --steps 20\na red circle on the left on a blue background"),
-    ]), notebooks / "panel.ipynb")
+    nbformat.write(
+        nbformat.v4.new_notebook(
+            cells=[
+                nbformat.v4.new_code_cell("%load_ext ipyimagine"),
+                nbformat.v4.new_code_cell("%%imagine --interactive --seed 3 --steps 20\na red circle on the left on a blue background"),
+            ]
+        ),
+        notebooks / "panel.ipynb",
+    )
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-           "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "HF_HUB_OFFLINE": "1"}
     server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("jupyter-lab")), "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
-         "--ServerApp.port_retries=0", f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={notebooks}",
-         f"--LabApp.workspaces_dir={tmp_path / 'ws'}", f"--LabApp.user_settings_dir={settings}", "--LabApp.news_url=None",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.expose_app_in_browser=True"],
-        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "server.log", "w"), env=env,
+        [
+            str(Path(sys.executable).with_name("jupyter-lab")),
+            "--no-browser",
+            "--allow-root",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={TOKEN}",
+            f"--ServerApp.root_dir={notebooks}",
+            f"--LabApp.workspaces_dir={tmp_path / 'ws'}",
+            f"--LabApp.user_settings_dir={settings}",
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--LabApp.expose_app_in_browser=True",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "server.log", "w"),
+        env=env,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
@@ -101,8 +126,11 @@ def test_the_panel_renders_and_a_slider_release_renders_again(lab):
             page.locator(".jp-Dialog .jp-mod-accept").click(timeout=2_000)  # "Select Kernel", if it asks
         except Exception:
             pass
-        page.wait_for_function("""() => { const w = window.jupyterapp?.shell.currentWidget;
-            const k = w?.sessionContext?.session?.kernel; return !!k && k.status === 'idle'; }""", timeout=60_000)
+        page.wait_for_function(
+            """() => { const w = window.jupyterapp?.shell.currentWidget;
+            const k = w?.sessionContext?.session?.kernel; return !!k && k.status === 'idle'; }""",
+            timeout=60_000,
+        )
         page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); return true; }")
 
         picture = notebook.locator("img.widget-image").first
@@ -124,7 +152,10 @@ def test_the_panel_renders_and_a_slider_release_renders_again(lab):
         expect(notebook.locator(".widget-readout").first).to_have_text("21")
         page.wait_for_function(
             "([first]) => { const img = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) img.widget-image');"
-            " return img && img.src && img.src !== first; }", arg=[first_src], timeout=120_000)
+            " return img && img.src && img.src !== first; }",
+            arg=[first_src],
+            timeout=120_000,
+        )
         seconds = time.perf_counter() - released  # the first new picture: a preview (every 4 steps) or the result
         expect(notebook.locator(".widget-html", has_text="21 steps").first).to_be_visible(timeout=30_000)
         assert abs(picture.bounding_box()["x"] - picture_x) < 1  # the picture does not jump sideways between renders

@@ -91,9 +91,14 @@ def test_clear_and_trim_leave_everything_the_cache_did_not_write_alone(tmp_path,
     from PIL import Image
 
     monkeypatch.setenv("IPYIMAGINE_CACHE", str(tmp_path))
-    foreign = {"photos/holiday.jpg": b"\xff\xd8 a holiday", "notes.txt": b"my notes", "ab/other.png": b"not ours",
-               f"cd/{'ab' * 32}.png": b"entry-shaped, wrong folder", f"ab/{'ab' * 32}.txt": b"wrong suffix",
-               f"AB/{'AB' * 32}.png": b"upper case: not a key of ours"}
+    foreign = {
+        "photos/holiday.jpg": b"\xff\xd8 a holiday",
+        "notes.txt": b"my notes",
+        "ab/other.png": b"not ours",
+        f"cd/{'ab' * 32}.png": b"entry-shaped, wrong folder",
+        f"ab/{'ab' * 32}.txt": b"wrong suffix",
+        f"AB/{'AB' * 32}.png": b"upper case: not a key of ours",
+    }
     for name, data in foreign.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(data * 500)  # big enough that a trim counting them would remove entries
@@ -114,8 +119,9 @@ def test_an_entry_removed_by_another_process_is_a_miss():
     cache = Cache()
     assert cache.put_json("ab" + "0" * 62, {"prompt": "a fox"}) is None
     assert cache.put_image("cd" + "0" * 62, Image.new("RGB", (8, 8)), {}) is None
-    done = subprocess.run([sys.executable, "-c", "from ipyimagine.cache import Cache; print(Cache().clear())"],
-                          capture_output=True, text=True, env=os.environ.copy(), timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", "from ipyimagine.cache import Cache; print(Cache().clear())"], capture_output=True, text=True, env=os.environ.copy(), timeout=60
+    )
     assert done.stdout.strip() == "2", done.stderr
     assert cache.get_json("ab" + "0" * 62) is None and cache.get_image("cd" + "0" * 62) is None
     assert cache.clear() == 0

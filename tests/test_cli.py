@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -21,6 +22,7 @@ def test_writes_a_png_and_prints_what_was_rendered(tiny_model, tmp_path):
     assert "loading the model" in done.stderr and "step 2/2" in done.stderr  # line-based progress: stderr is not a terminal
 
 
+@pytest.mark.slow
 def test_a_batch_writes_one_file_per_image_and_native_keeps_the_models_pixels(tiny_model, tmp_path):
     done = cli("a red circle", "-o", "shape", "-n", "2", "--native", "-q", "--model", tiny_model, "--steps", "2", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

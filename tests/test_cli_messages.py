@@ -18,17 +18,26 @@ def test_help_lists_the_options(flag):
 
 
 def test_help_through_the_installed_command():
-    done = subprocess.run([sys.executable, "-c", "import sys; from ipyimagine.cli import main; sys.argv=['ipyimagine','--help']; main()"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from ipyimagine.cli import main; sys.argv=['ipyimagine','--help']; main()"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "usage: ipyimagine" in done.stdout and "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["an idea", "--stesp", "3"], "ipyimagine: unknown option --stesp; did you mean --steps?"),
-    (["an idea", "--interactive"], "ipyimagine: --interactive is an option of %%imagine in a notebook (the panel of sliders); "
-                                   "the ipyimagine command has no such option."),
-    (["history", "missing.ipynb"], "ipyimagine: There is no notebook 'missing.ipynb'; give the path of an .ipynb file."),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["an idea", "--stesp", "3"], "ipyimagine: unknown option --stesp; did you mean --steps?"),
+        (
+            ["an idea", "--interactive"],
+            "ipyimagine: --interactive is an option of %%imagine in a notebook (the panel of sliders); the ipyimagine command has no such option.",
+        ),
+        (["history", "missing.ipynb"], "ipyimagine: There is no notebook 'missing.ipynb'; give the path of an .ipynb file."),
+    ],
+)
 def test_each_mistake_is_one_line_naming_the_command_once(args, expected, tmp_path):
     done = cli(*args, cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.strip() == expected
@@ -82,12 +91,19 @@ def test_imagine_as_a_cells_last_line_shows_the_picture_and_its_caption(shell):
     assert "a red circle" in caption and "seed 2" in caption
 
 
+@pytest.mark.slow
 def test_o_into_a_missing_folder_makes_it_and_a_corrupt_log_is_one_sentence(tmp_path):
     import os
 
     env = {**os.environ, "IPYIMAGINE_HOME": str(tmp_path / "home"), "IPYIMAGINE_CACHE": str(tmp_path / "cache")}
-    done = subprocess.run([sys.executable, "-m", "ipyimagine", "a red circle", "--steps", "2", "-q", "-o", "missing/dir/x.png"],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "ipyimagine", "a red circle", "--steps", "2", "-q", "-o", "missing/dir/x.png"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr and (tmp_path / "missing" / "dir" / "x.png").is_file()
     log = tmp_path / "home" / "history.sqlite"
     log.write_bytes(b"\x00not a database" * 400)

@@ -9,9 +9,22 @@ from ipyimagine import Imagine, Request, Session
 from ipyimagine.params import flag_of
 from ipyimagine.renderers import JOB_OPTIONS, capability
 
-VALUES = {"model": "some-model", "width": 64, "height": 64, "steps": 5, "guidance": 3.0, "sampler": "Euler", "negative": "blurry",
-          "true_cfg": 4.0, "lora": ["style.safetensors"], "preview": 2, "server": ["http://127.0.0.1:9"],
-          "workflow": '{"1": {"class_type": "KSampler", "inputs": {}}}', "quality": "low", "base_url": "http://127.0.0.1:9/v1"}
+VALUES = {
+    "model": "some-model",
+    "width": 64,
+    "height": 64,
+    "steps": 5,
+    "guidance": 3.0,
+    "sampler": "Euler",
+    "negative": "blurry",
+    "true_cfg": 4.0,
+    "lora": ["style.safetensors"],
+    "preview": 2,
+    "server": ["http://127.0.0.1:9"],
+    "workflow": '{"1": {"class_type": "KSampler", "inputs": {}}}',
+    "quality": "low",
+    "base_url": "http://127.0.0.1:9/v1",
+}
 BACKENDS = ("diffusers", "openai", "a1111", "comfyui", "hf")
 
 

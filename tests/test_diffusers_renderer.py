@@ -64,9 +64,7 @@ def test_progress_is_reported_for_every_step_of_every_image(tiny_model):
 def test_cancel_stops_at_the_next_step(tiny_model):
     seen = []
     with pytest.raises(Cancelled) as caught:
-        DiffusersRenderer(Imagine()).render(
-            job(tiny_model, steps=10), on_step=lambda done, total: seen.append(done), cancelled=lambda: len(seen) >= 2
-        )
+        DiffusersRenderer(Imagine()).render(job(tiny_model, steps=10), on_step=lambda done, total: seen.append(done), cancelled=lambda: len(seen) >= 2)
     assert seen == [1, 2]
     assert str(caught.value) == "Cancelled at step 3 of 10."
 
@@ -93,8 +91,10 @@ def test_a_long_prompt_gets_a_note_that_it_was_cut(tiny_model):
 def test_availability_says_when_the_configured_model_is_not_downloaded(tiny_model):
     assert DiffusersRenderer(Imagine(backend="diffusers", model=tiny_model)).availability() is None
     why = DiffusersRenderer(Imagine(backend="diffusers", model="someone/not-cached-model")).availability()
-    assert why == ("the configured model 'someone/not-cached-model' is not downloaded (not in the local Hugging Face cache): "
-                   "`hf download someone/not-cached-model` where there is network")
+    assert why == (
+        "the configured model 'someone/not-cached-model' is not downloaded (not in the local Hugging Face cache): "
+        "`hf download someone/not-cached-model` where there is network"
+    )
 
 
 def test_the_default_guidance_is_what_the_model_recommends():

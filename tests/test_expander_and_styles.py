@@ -47,7 +47,7 @@ def test_style_application_follows_the_web_ui_rules():
 
 
 def test_styles_file_reading_handles_a_bom_and_the_old_text_column():
-    styles = read_styles("\ufeffname,text\nOld,\"{prompt}, sepia\"\n")
+    styles = read_styles('\ufeffname,text\nOld,"{prompt}, sepia"\n')
     assert styles["old"].prompt == "{prompt}, sepia"
 
 

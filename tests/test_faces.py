@@ -44,12 +44,15 @@ def test_quoted_values_lose_their_quotes_as_in_a_shell(shell, tmp_path):
     assert rows and all("red circle" in r.record["idea"] for r in rows)
 
 
-@pytest.mark.parametrize("typed, values", [
-    ("steps=1-3 (+2)", [1, 3]),          # as the README shows it, unquoted
-    ('"steps=1-3 (+2)"', [1, 3]),        # and quoted
-    ("guidance=1-3 [3]", [1.0, 2.0, 3.0]),
-    ("steps=2,3", [2, 3]),
-])
+@pytest.mark.parametrize(
+    "typed, values",
+    [
+        ("steps=1-3 (+2)", [1, 3]),  # as the README shows it, unquoted
+        ('"steps=1-3 (+2)"', [1, 3]),  # and quoted
+        ("guidance=1-3 [3]", [1.0, 2.0, 3.0]),
+        ("steps=2,3", [2, 3]),
+    ],
+)
 def test_every_sweep_syntax_of_the_readme_can_be_typed_as_shown(shell, typed, values):
     run(shell, f"--sweep {typed} --seed 1 --steps 2 --out grid")
     assert list(shell.run_line_magic("imagine", "history").rows) and list(shell.user_ns["grid"].x.values) == values
@@ -99,8 +102,7 @@ def test_the_images_api_caption_shows_no_steps_or_guidance():
 
     class Fake:
         backend, model, seeds, timings = "openai", "gpt-image-1-mini", (3,), {"total": 1.0}
-        params = {"quality": "low", "width": 1024, "height": 1024, "guidance_kind": "none", "seed_honoured": False,
-                  "steps": None, "guidance": None}
+        params = {"quality": "low", "width": 1024, "height": 1024, "guidance_kind": "none", "seed_honoured": False, "steps": None, "guidance": None}
         expansion = ipyimagine.Expansion(prompt="p", expander="template")
 
     line = settings_line(Fake())
@@ -109,32 +111,51 @@ def test_the_images_api_caption_shows_no_steps_or_guidance():
 
 @pytest.mark.parametrize("value", ["0", "no", ""])
 def test_raise_errors_off_means_one_line_in_the_cli_and_the_magic(shell, tmp_path, value, monkeypatch):
-    done = subprocess.run([sys.executable, "-m", "ipyimagine", "a red circle", "--steps", "0"], capture_output=True, text=True,
-                          env={**ENV, "IPYIMAGINE_RAISE_ERRORS": value}, cwd=tmp_path, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "ipyimagine", "a red circle", "--steps", "0"],
+        capture_output=True,
+        text=True,
+        env={**ENV, "IPYIMAGINE_RAISE_ERRORS": value},
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr and "--steps must be from 1 to 150" in done.stderr
     monkeypatch.setenv("IPYIMAGINE_RAISE_ERRORS", value)
     with pytest.raises(UsageError):
         run(shell, "--steps 0")
 
 
+@pytest.mark.slow
 def test_the_cli_sweeps_and_writes_into_an_existing_folder(tiny_model, tmp_path):
     (tmp_path / "out").mkdir()
-    done = subprocess.run([sys.executable, "-m", "ipyimagine", "a red circle", "--model", tiny_model, "--steps", "2",
-                           "--sweep", "seed=1-3", "-o", "out"], capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "ipyimagine", "a red circle", "--model", tiny_model, "--steps", "2", "--sweep", "seed=1-3", "-o", "out"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     [grid] = (tmp_path / "out").glob("imagine-grid-*.png")
     assert Image.open(grid).width >= 3 * 32 and "3 pictures" in done.stdout
 
 
+@pytest.mark.slow
 def test_a_reopened_notebook_lists_every_entry_made_in_it(tiny_model, tmp_path, shell):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in (
-        f"%load_ext ipyimagine\n%config Imagine.model = {tiny_model!r}",
-        "%%imagine --seed 1 --steps 2\na red circle",
-        "%%imagine --sweep seed=2,3 --steps 2\na red circle",
-        "%%imagine --interactive --seed 4 --steps 2\na red circle",
-    )])
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(c)
+            for c in (
+                f"%load_ext ipyimagine\n%config Imagine.model = {tiny_model!r}",
+                "%%imagine --seed 1 --steps 2\na red circle",
+                "%%imagine --sweep seed=2,3 --steps 2\na red circle",
+                "%%imagine --interactive --seed 4 --steps 2\na red circle",
+            )
+        ]
+    )
     nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     path = tmp_path / "saved.ipynb"
     nbformat.write(notebook, path)

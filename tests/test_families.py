@@ -122,8 +122,7 @@ def test_cancel_stops_every_family_within_a_step(name, family_folders, session):
         return len(calls) > 2
 
     with pytest.raises(Cancelled):
-        session.imagine(Request("a red circle", model=family_folders[name], steps=20, seed=1, expand=False, width=64, height=64),
-                        cancelled=cancelled)
+        session.imagine(Request("a red circle", model=family_folders[name], steps=20, seed=1, expand=False, width=64, height=64), cancelled=cancelled)
     assert len(calls) <= 4
 
 

@@ -38,15 +38,17 @@ def config_folder(tmp_path: Path, index: dict, transformer: dict) -> Path:
 
 
 def test_a_wan_style_config_with_a_list_patch_size_is_read(tmp_path):
-    folder = config_folder(tmp_path, {"_class_name": "WanPipeline", "transformer": ["diffusers", "WanTransformer3DModel"]},
-                           {"patch_size": [1, 2, 2], "in_channels": 16})
+    folder = config_folder(
+        tmp_path, {"_class_name": "WanPipeline", "transformer": ["diffusers", "WanTransformer3DModel"]}, {"patch_size": [1, 2, 2], "in_channels": 16}
+    )
     family = read_family(folder, None)
     assert family.multiple == 16 and family.pipeline == "WanPipeline"
 
 
 def test_a_distilled_flux2_klein_folder_gets_few_steps_and_no_guidance(tmp_path):
-    folder = config_folder(tmp_path, {"_class_name": "Flux2KleinPipeline", "is_distilled": True,
-                                      "transformer": ["diffusers", "Flux2Transformer2DModel"]}, {"patch_size": 1})
+    folder = config_folder(
+        tmp_path, {"_class_name": "Flux2KleinPipeline", "is_distilled": True, "transformer": ["diffusers", "Flux2Transformer2DModel"]}, {"patch_size": 1}
+    )
     family = read_family(folder, None)
     assert (family.guidance_kind, family.steps, family.guidance) == ("none", 4, None)
 
@@ -55,8 +57,9 @@ def test_a_distilled_flux2_klein_folder_gets_few_steps_and_no_guidance(tmp_path)
 def test_a_model_that_needs_a_missing_library_says_which_in_one_sentence(tmp_path, shell):
     from IPython.core.error import UsageError
 
-    folder = config_folder(tmp_path / "omnigen", {"_class_name": "OmniGenPipeline", "transformer": ["diffusers", "OmniGenTransformer2DModel"]},
-                           {"patch_size": 2})
+    folder = config_folder(
+        tmp_path / "omnigen", {"_class_name": "OmniGenPipeline", "transformer": ["diffusers", "OmniGenTransformer2DModel"]}, {"patch_size": 2}
+    )
     with pytest.raises(UsageError) as caught:
         shell.run_cell_magic("imagine", f"--model {folder} --no-expand --steps 2", "a red circle")
     assert str(caught.value) == "This model needs torchvision, which is not installed here: pip install torchvision."
@@ -111,8 +114,7 @@ def test_previews_are_chosen_by_the_vaes_latent_space_not_the_pipeline_name(fold
         vae.register_to_config(scaling_factor=1.0, shift_factor=None)
         assert latent_space(type("CogView4Pipeline", (), {"vae": vae})()) is None
     finally:
-        vae.register_to_config(latent_channels=saved["latent_channels"], scaling_factor=saved["scaling_factor"],
-                               shift_factor=saved.get("shift_factor"))
+        vae.register_to_config(latent_channels=saved["latent_channels"], scaling_factor=saved["scaling_factor"], shift_factor=saved.get("shift_factor"))
 
 
 def test_a_model_without_a_preview_decoder_says_so_once(tmp_path_factory):
@@ -120,23 +122,23 @@ def test_a_model_without_a_preview_decoder_says_so_once(tmp_path_factory):
     model = str(build_family("sana", root))
     session = Session(Imagine(cache=False, log=False))
     frames = []
-    first = session.imagine(Request("a red circle", model=model, steps=2, seed=1, expand=False, preview=1),
-                            on_preview=lambda *a: frames.append(a))
-    second = session.imagine(Request("a red circle", model=model, steps=2, seed=2, expand=False, preview=1),
-                             on_preview=lambda *a: frames.append(a))
+    first = session.imagine(Request("a red circle", model=model, steps=2, seed=1, expand=False, preview=1), on_preview=lambda *a: frames.append(a))
+    second = session.imagine(Request("a red circle", model=model, steps=2, seed=2, expand=False, preview=1), on_preview=lambda *a: frames.append(a))
     said = [n for n in first.notes if n.startswith("No previews for SanaPipeline")]
     assert frames == [] and len(said) == 1 and not any(n.startswith("No previews") for n in second.notes)
 
 
 def test_a_model_cards_example_sets_the_default_steps_and_guidance(tmp_path):
-    folder = config_folder(tmp_path / "z-image-turbo", {"_class_name": "ZImagePipeline", "transformer": ["diffusers", "ZImageTransformer2DModel"]},
-                           {"patch_size": 2})
+    folder = config_folder(
+        tmp_path / "z-image-turbo", {"_class_name": "ZImagePipeline", "transformer": ["diffusers", "ZImageTransformer2DModel"]}, {"patch_size": 2}
+    )
     assert read_family(folder, None).steps == 9  # the table of model cards: "turbo" alone would say 4
     (folder / "README.md").write_text("# A model\n\n```python\nimage = pipe(prompt, num_inference_steps=12, guidance_scale=1.5).images[0]\n```\n")
     family = read_family(folder, None)
     assert family.steps == 12  # the card's own example wins over the table
-    hidream = config_folder(tmp_path / "HiDream-I1-Fast", {"_class_name": "HiDreamImagePipeline",
-                                                            "transformer": ["diffusers", "HiDreamImageTransformer2DModel"]}, {"patch_size": 2})
+    hidream = config_folder(
+        tmp_path / "HiDream-I1-Fast", {"_class_name": "HiDreamImagePipeline", "transformer": ["diffusers", "HiDreamImageTransformer2DModel"]}, {"patch_size": 2}
+    )
     assert read_family(hidream, None).steps == 16
 
 
@@ -148,8 +150,10 @@ def test_a_single_file_sdxl_checkpoint_gets_sdxls_guidance_and_a_web_ui_model_ha
     from ipyimagine.renderers.diffusers_loading import file_hash
 
     path = tmp_path / "my-sdxl-finetune.safetensors"
-    save_file({"conditioner.embedders.1.model.ln_final.weight": np.zeros(2, dtype=np.float32),
-               "model.diffusion_model.out.0.weight": np.zeros(2, dtype=np.float32)}, str(path))
+    save_file(
+        {"conditioner.embedders.1.model.ln_final.weight": np.zeros(2, dtype=np.float32), "model.diffusion_model.out.0.weight": np.zeros(2, dtype=np.float32)},
+        str(path),
+    )
     job = session.recommended(Request("a red circle", model=str(path), expand=False, backend="diffusers"))
     assert job.guidance == 5.0
     assert file_hash(path) == hashlib.sha256(path.read_bytes()).hexdigest()[:10]
@@ -167,8 +171,10 @@ def test_a_negative_prompt_at_guidance_0_is_noted_and_left_out_of_the_record(she
         shell.run_cell_magic("imagine", "--seed 1 --steps 2 --guidance 0 --negative blurry --no-expand", "a red circle")
     [output] = [o for o in captured.outputs if "image/png" in o.data]
     record = output.metadata["ipyimagine"]["entries"][-1]
-    assert "--negative has no effect on StableDiffusionPipeline: at guidance 0 classifier-free guidance is off; it was not used" \
+    assert (
+        "--negative has no effect on StableDiffusionPipeline: at guidance 0 classifier-free guidance is off; it was not used"
         " (raise --guidance above 1 to use it)." in record["notes"]
+    )
     assert not record["negative_prompt"]
     infotext = Image.open(io.BytesIO(base64.b64decode(output.data["image/png"]))).info["parameters"]
     assert "Negative prompt" not in infotext
@@ -178,8 +184,9 @@ def test_a_negative_prompt_at_guidance_0_is_noted_and_left_out_of_the_record(she
 def test_backends_does_not_call_a_model_ready_that_cannot_load(tmp_path):
     from ipyimagine.renderers.diffusers_pipeline import DiffusersRenderer
 
-    omnigen = config_folder(tmp_path / "omnigen", {"_class_name": "OmniGenPipeline", "transformer": ["diffusers", "OmniGenTransformer2DModel"]},
-                            {"patch_size": 2})
+    omnigen = config_folder(
+        tmp_path / "omnigen", {"_class_name": "OmniGenPipeline", "transformer": ["diffusers", "OmniGenTransformer2DModel"]}, {"patch_size": 2}
+    )
     (omnigen / "transformer" / "model.safetensors").write_bytes(b"")
     assert DiffusersRenderer(Imagine(model=str(omnigen))).availability() == f"{omnigen} needs torchvision: pip install torchvision"
     future = config_folder(tmp_path / "future", {"_class_name": "ImaginaryPipeline2027", "transformer": ["diffusers", "X"]}, {})
@@ -209,6 +216,8 @@ def test_a_long_prompt_cut_by_kandinsky_22s_prior_is_noted(folders, session):
 def test_a_flux_render_without_a_size_still_shows_previews(folders, session):
     """FLUX holds packed latents; with no --size they are unpacked at the pipeline's own default size."""
     frames = []
-    gen = session.imagine(Request("a red circle", model=folders["flux-schnell"], steps=3, seed=1, expand=False, preview=1),
-                          on_preview=lambda image, done, total: frames.append(image.size))
+    gen = session.imagine(
+        Request("a red circle", model=folders["flux-schnell"], steps=3, seed=1, expand=False, preview=1),
+        on_preview=lambda image, done, total: frames.append(image.size),
+    )
     assert frames and not any(n.startswith("No previews") for n in gen.notes)

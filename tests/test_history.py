@@ -46,11 +46,20 @@ def test_history_exports_json_and_csv(shell, tmp_path):
 
 
 def test_a_saved_notebook_shows_its_history_before_anything_is_rerun(shell, tmp_path):
-    record = {"id": "saved0001", "created": "2026-01-01T00:00:00+00:00", "idea": "an old idea", "prompt": "an old idea, painted",
-              "seeds": [3], "params": {"steps": 5, "guidance": 4.0, "width": 64, "height": 64}, "backend": "diffusers",
-              "model": "ipyimagine/shapes"}
-    cell = nbformat.v4.new_code_cell("%%imagine\nan old idea", outputs=[nbformat.v4.new_output(
-        "display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "x"}, metadata={"ipyimagine": record})])
+    record = {
+        "id": "saved0001",
+        "created": "2026-01-01T00:00:00+00:00",
+        "idea": "an old idea",
+        "prompt": "an old idea, painted",
+        "seeds": [3],
+        "params": {"steps": 5, "guidance": 4.0, "width": 64, "height": 64},
+        "backend": "diffusers",
+        "model": "ipyimagine/shapes",
+    }
+    cell = nbformat.v4.new_code_cell(
+        "%%imagine\nan old idea",
+        outputs=[nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "x"}, metadata={"ipyimagine": record})],
+    )
     path = tmp_path / "shared.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[cell]), path)
     shell.user_ns["__session__"] = str(path)

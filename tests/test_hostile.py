@@ -21,9 +21,16 @@ from PIL import Image, PngImagePlugin
 import ipyimagine
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
-GOOD = {"id": "saved0001", "created": "2026-01-01T00:00:00+00:00", "idea": "an old idea", "prompt": "an old idea, painted",
-        "seeds": [3], "params": {"steps": 5, "guidance": 4.0, "width": 64, "height": 64}, "backend": "diffusers",
-        "model": "ipyimagine/shapes"}
+GOOD = {
+    "id": "saved0001",
+    "created": "2026-01-01T00:00:00+00:00",
+    "idea": "an old idea",
+    "prompt": "an old idea, painted",
+    "seeds": [3],
+    "params": {"steps": 5, "guidance": 4.0, "width": 64, "height": 64},
+    "backend": "diffusers",
+    "model": "ipyimagine/shapes",
+}
 
 
 def run(shell, line, cell="a red circle on a blue background"):
@@ -43,8 +50,9 @@ def history_of(shell, notebook_path):
 def test_a_crafted_notebook_cannot_run_script_through_history(shell, tmp_path):
     evil_thumb = "x' onerror='alert(document.domain)"
     outputs = [
-        nbformat.v4.new_output("display_data", data={"image/png": evil_thumb, "text/plain": "x"},
-                               metadata={"ipyimagine": {**GOOD, "idea": "<img src=x onerror=alert(1)>"}}),
+        nbformat.v4.new_output(
+            "display_data", data={"image/png": evil_thumb, "text/plain": "x"}, metadata={"ipyimagine": {**GOOD, "idea": "<img src=x onerror=alert(1)>"}}
+        ),
         nbformat.v4.new_output("display_data", data={"text/plain": "x"}, metadata={"ipyimagine": {**GOOD, "id": "bad1", "idea": 7}}),
         nbformat.v4.new_output("display_data", data={"text/plain": "x"}, metadata={"ipyimagine": {**GOOD, "id": "bad2", "params": []}}),
         nbformat.v4.new_output("display_data", data={"text/plain": "x"}, metadata={"ipyimagine": {"format": 2, "entries": "nope"}}),
@@ -71,6 +79,7 @@ def png_with(tmp_path, name, text=None, size=(8, 8)):
 
 def bomb(tmp_path):
     """A valid PNG header claiming 30000x30000 pixels: Pillow's decompression-bomb limit refuses it before decoding."""
+
     def chunk(kind, data):
         return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
 
@@ -88,15 +97,18 @@ def big_text(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda t: png_with(t, "badjson.png", "{not json"), "carries an ipyimagine chunk that is not valid JSON."),
-    (lambda t: png_with(t, "types.png", json.dumps({**GOOD, "seeds": "3"})), "cannot be used: its 'seeds' is not a list of whole numbers."),
-    (lambda t: png_with(t, "missing.png", json.dumps({"id": "x"})), "cannot be used: its 'created' is not text."),
-    (lambda t: png_with(t, "list.png", "[1, 2]"), "cannot be used: an entry is a list, not a record."),
-    (bomb, "is too large to open safely"),
-    (big_text, "is not a PNG that can be read"),
-    (lambda t: t / "nothing.png", "There is no file"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda t: png_with(t, "badjson.png", "{not json"), "carries an ipyimagine chunk that is not valid JSON."),
+        (lambda t: png_with(t, "types.png", json.dumps({**GOOD, "seeds": "3"})), "cannot be used: its 'seeds' is not a list of whole numbers."),
+        (lambda t: png_with(t, "missing.png", json.dumps({"id": "x"})), "cannot be used: its 'created' is not text."),
+        (lambda t: png_with(t, "list.png", "[1, 2]"), "cannot be used: an entry is a list, not a record."),
+        (bomb, "is too large to open safely"),
+        (big_text, "is not a PNG that can be read"),
+        (lambda t: t / "nothing.png", "There is no file"),
+    ],
+)
 def test_rerun_of_a_crafted_png_is_one_sentence(shell, tmp_path, make, message):
     path = make(tmp_path)
     with pytest.raises(UsageError) as caught:
@@ -116,16 +128,19 @@ def test_credentials_in_a_base_url_are_kept_nowhere(shell, tmp_path, monkeypatch
         url = f"http://alice:hunter2@127.0.0.1:{server.server_address[1]}/ok/v1"
         captured = run(shell, f"--backend openai --expander openai --openai-base-url '{url}' --seed 2 --save {tmp_path} --out g")
         gen = shell.user_ns["g"]
-        seen = [json.dumps(gen.record()), gen.caption(), json.dumps([o.data for o in captured.outputs], default=str),
-                json.dumps([o.metadata for o in captured.outputs], default=str)]
+        seen = [
+            json.dumps(gen.record()),
+            gen.caption(),
+            json.dumps([o.data for o in captured.outputs], default=str),
+            json.dumps([o.metadata for o in captured.outputs], default=str),
+        ]
         seen += [json.dumps(r) for r in userlog.read_records()]
         seen += [str(Image.open(p).info) for p in tmp_path.glob("*.png")]
         for output in captured.outputs:
             if "image/png" in output.data:
                 seen.append(str(Image.open(io.BytesIO(base64.b64decode(output.data["image/png"]))).info))
         with pytest.raises(UsageError) as caught:  # and a message about the server
-            run(shell, f"--backend openai --no-expand --openai-base-url "
-                       f"'http://alice:hunter2@127.0.0.1:{server.server_address[1]}/notfound/v1?token=sekrit'")
+            run(shell, f"--backend openai --no-expand --openai-base-url 'http://alice:hunter2@127.0.0.1:{server.server_address[1]}/notfound/v1?token=sekrit'")
         seen.append(str(caught.value))
     finally:
         server.stop()
@@ -145,16 +160,23 @@ def test_private_attributes_are_not_followed_by_name_filling(shell):
 
 
 def test_csv_export_neutralises_formulas(shell, tmp_path):
-    run(shell, "--no-expand --seed 1 --steps 2", "=HYPERLINK(\"http://x\") a red circle")
+    run(shell, "--no-expand --seed 1 --steps 2", '=HYPERLINK("http://x") a red circle')
     shell.run_line_magic("imagine", f"history --export {tmp_path / 'h.csv'}")
     [row] = list(csv.DictReader((tmp_path / "h.csv").open()))
     assert row["idea"].startswith("'=HYPERLINK") and row["prompt"].startswith("'=")
 
 
+@pytest.mark.slow
 def test_the_cli_strips_terminal_control_sequences(tiny_model, tmp_path):
     idea = "a red circle \x1b]0;pwned\x07\x1b[2J on a blue background"
-    done = subprocess.run([sys.executable, "-m", "ipyimagine", idea, "--no-expand", "--model", tiny_model, "--steps", "2"],
-                          capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "ipyimagine", idea, "--no-expand", "--model", tiny_model, "--steps", "2"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "\x1b" not in done.stdout and "\x07" not in done.stdout and "a red circle" in done.stdout
 
@@ -170,11 +192,14 @@ def test_a_huge_sweep_is_refused_before_it_is_built_and_every_cell_is_checked_fi
     assert len(ipyimagine.default_session().history) == history  # nothing rendered before the bad cell was found
 
 
-@pytest.mark.parametrize("setting, value, message", [
-    ("threads", "-1", "Imagine.threads must be 0 (PyTorch's own choice) or more, got -1."),
-    ("openai_timeout", "-5", "Imagine.openai_timeout must be a number of seconds above 0, got -5.0."),
-    ("device", "'cuda'", "Imagine.device is 'cuda' but CUDA is not available here"),
-])
+@pytest.mark.parametrize(
+    "setting, value, message",
+    [
+        ("threads", "-1", "Imagine.threads must be 0 (PyTorch's own choice) or more, got -1."),
+        ("openai_timeout", "-5", "Imagine.openai_timeout must be a number of seconds above 0, got -5.0."),
+        ("device", "'cuda'", "Imagine.device is 'cuda' but CUDA is not available here"),
+    ],
+)
 def test_settings_are_checked_with_one_sentence_naming_them(shell, setting, value, message):
     import torch
 
@@ -190,11 +215,14 @@ def test_settings_are_checked_with_one_sentence_naming_them(shell, setting, valu
     assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
 
 
-@pytest.mark.parametrize("setting, value, message", [
-    ("steps", "0", "Imagine.steps must be from 1 to 150, got 0."),
-    ("steps", "400", "Imagine.steps must be from 1 to 150, got 400."),
-    ("guidance", "-1", "Imagine.guidance must be from 0.0 to 30.0, got -1.0."),
-])
+@pytest.mark.parametrize(
+    "setting, value, message",
+    [
+        ("steps", "0", "Imagine.steps must be from 1 to 150, got 0."),
+        ("steps", "400", "Imagine.steps must be from 1 to 150, got 400."),
+        ("guidance", "-1", "Imagine.guidance must be from 0.0 to 30.0, got -1.0."),
+    ],
+)
 def test_an_option_setting_out_of_range_is_refused_when_it_is_set(shell, setting, value, message, caplog, capsys):
     """Not at the next render: %config says it at once, in the option's own words, and the setting keeps its value
     (also after the extension is reloaded, although IPython keeps the typed value in its configuration)."""

@@ -67,8 +67,7 @@ def test_private_and_dunder_attributes_are_not_followed():
 
 def test_a_property_or_str_that_raises_is_left_as_typed_not_a_traceback():
     ns = {"lamp": Lamp(), "odd": Unprintable(), "odds": [Unprintable()], "animal": "fox"}
-    assert interpolate("{lamp.broken} {odd} {odds[0]} a {animal}", ns) == (
-        "{lamp.broken} {odd} {odds[0]} a fox", ["{lamp.broken}", "{odd}", "{odds[0]}"])
+    assert interpolate("{lamp.broken} {odd} {odds[0]} a {animal}", ns) == ("{lamp.broken} {odd} {odds[0]} a fox", ["{lamp.broken}", "{odd}", "{odds[0]}"])
 
 
 def test_a_field_holding_a_secret_in_use_is_refused_in_one_sentence(shell, monkeypatch):
@@ -78,6 +77,7 @@ def test_a_field_holding_a_secret_in_use_is_refused_in_one_sentence(shell, monke
     shell.user_ns["os"] = __import__("os")
     with pytest.raises(UsageError) as caught:
         shell.run_cell_magic("imagine", "--seed 1 --steps 2", "a poster of {os.environ}")
-    assert str(caught.value) == ("{os.environ} holds a secret in use (an API key, token or password); it is not put into the prompt. "
-                                 "Name the value you mean instead.")
+    assert str(caught.value) == (
+        "{os.environ} holds a secret in use (an API key, token or password); it is not put into the prompt. Name the value you mean instead."
+    )
     assert "sk-test" not in str(caught.value)

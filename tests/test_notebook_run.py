@@ -8,11 +8,14 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 
+@pytest.mark.slow
 def test_a_saved_notebook_keeps_the_picture_and_its_record_not_the_progress_bar(tiny_model, tmp_path):
-    notebook = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell(f"%load_ext ipyimagine\n%config Imagine.model = {tiny_model!r}"),
-        nbformat.v4.new_code_cell("%%imagine --seed 5 --steps 3 -n 2\na red circle on a blue background"),
-    ])
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(f"%load_ext ipyimagine\n%config Imagine.model = {tiny_model!r}"),
+            nbformat.v4.new_code_cell("%%imagine --seed 5 --steps 3 -n 2\na red circle on a blue background"),
+        ]
+    )
     os.environ["HF_HUB_OFFLINE"] = "1"
     nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     path = tmp_path / "saved.ipynb"
@@ -28,6 +31,7 @@ def test_a_saved_notebook_keeps_the_picture_and_its_record_not_the_progress_bar(
     assert not any(o.output_type == "error" for o in outputs)
 
 
+@pytest.mark.slow
 def test_re_executing_a_notebook_with_a_warm_cache_calls_no_model(tiny_model, tmp_path):
     cells = [f"%load_ext ipyimagine\n%config Imagine.model = {tiny_model!r}"] + [
         f"%%imagine --seed {seed} --steps 3\na red circle at the top" for seed in (1, 2, 3)

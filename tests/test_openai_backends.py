@@ -106,10 +106,22 @@ def test_auto_uses_openai_when_a_base_url_is_configured(ishell, server):
         ("html", "", "{host} did not answer like an OpenAI-compatible API (no choices in the reply); check the base URL: it usually ends in /v1."),
         ("empty", "", "{host} did not answer like an OpenAI-compatible API (no choices in the reply); check the base URL: it usually ends in /v1."),
         ("badkey", "", "{host} refused the API key (401); set a valid key in the OPENAI_API_KEY environment variable."),
-        ("notfound", "", "{host} has no such model or endpoint (404): The model `gpt-5.4-mini` does not exist; check --model and the base URL (it usually ends in /v1)."),
+        (
+            "notfound",
+            "",
+            "{host} has no such model or endpoint (404): The model `gpt-5.4-mini` does not exist; check --model and the base URL (it usually ends in /v1).",
+        ),
         ("error503", "", "{host} failed (503): The engine is currently overloaded after 2 tries; try again later."),
-        ("moderation", "--no-expand", "{host}'s safety system refused this prompt: “a lighthouse in a storm” (moderation_blocked); edit it and run again (--no-expand sends your words as written)."),
-        ("html", "--no-expand", "{host} did not answer like an OpenAI images API (no images in the reply); check the base URL (it usually ends in /v1) and that the server can make images."),
+        (
+            "moderation",
+            "--no-expand",
+            "{host}'s safety system refused this prompt: “a lighthouse in a storm” (moderation_blocked); edit it and run again (--no-expand sends your words as written).",
+        ),
+        (
+            "html",
+            "--no-expand",
+            "{host} did not answer like an OpenAI images API (no images in the reply); check the base URL (it usually ends in /v1) and that the server can make images.",
+        ),
         ("slow", "--no-expand", "{host} did not answer the image request within 0.5 s (after 2 tries); try again, or raise Imagine.openai_image_timeout."),
     ],
 )
@@ -124,8 +136,7 @@ def test_a_server_that_is_not_running(ishell):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed again when the block ends: nothing listens there
     message = usage_error(ishell, f"--expander openai --openai-base-url http://127.0.0.1:{port}/v1")
-    assert message == (f"Cannot reach 127.0.0.1:{port} for the prompt expansion (after 2 tries); "
-                       "check that the server is running and the base URL is right.")
+    assert message == (f"Cannot reach 127.0.0.1:{port} for the prompt expansion (after 2 tries); check that the server is running and the base URL is right.")
 
 
 def test_no_key_and_no_server_says_where_the_key_goes(shell, monkeypatch):
@@ -137,10 +148,19 @@ def test_no_key_and_no_server_says_where_the_key_goes(shell, monkeypatch):
 @pytest.mark.parametrize(
     "line, expected",
     [
-        ("--model gpt-image-2.6-flare --size 512x512", "gpt-image-2.6-flare makes only 1024x1024, 1536x1024, 1024x1536 images, not 512x512; use --size 1024x1024."),
+        (
+            "--model gpt-image-2.6-flare --size 512x512",
+            "gpt-image-2.6-flare makes only 1024x1024, 1536x1024, 1024x1536 images, not 512x512; use --size 1024x1024.",
+        ),
         ("--model dall-e-3", "The OpenAI model 'dall-e-3' was shut down on 2026-05-12; use gpt-image-2 (--model, or Imagine.openai_image_model)."),
-        ("--model gpt-image-1", "The OpenAI model 'gpt-image-1' was shut down on 2026-10-23; use gpt-image-2.5-sunburst or gpt-image-2.5-flare (--model, or Imagine.openai_image_model)."),
-        ("--model gpt-image-1-mini", "The OpenAI model 'gpt-image-1-mini' was shut down on 2026-12-01; use gpt-image-2.6-sunburst or gpt-image-2.6-flare (--model, or Imagine.openai_image_model)."),
+        (
+            "--model gpt-image-1",
+            "The OpenAI model 'gpt-image-1' was shut down on 2026-10-23; use gpt-image-2.5-sunburst or gpt-image-2.5-flare (--model, or Imagine.openai_image_model).",
+        ),
+        (
+            "--model gpt-image-1-mini",
+            "The OpenAI model 'gpt-image-1-mini' was shut down on 2026-12-01; use gpt-image-2.6-sunburst or gpt-image-2.6-flare (--model, or Imagine.openai_image_model).",
+        ),
         ("--quality ultra", "gpt-image-2 takes --quality low, medium, high, auto, got 'ultra'."),
         ("--model gpt-image-2 --size 1000x1000", "gpt-image-2 takes sizes in multiples of 16, sides from 1:3 to 3:1, at most 3840x2160; got 1000x1000."),
     ],
@@ -235,9 +255,26 @@ def test_the_cli_takes_the_same_openai_options(server, tmp_path, monkeypatch):
 
     env = {**__import__("os").environ, "OPENAI_API_KEY": KEY, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "ipyimagine", "a quiet harbour", "--backend", "openai", "--expander", "openai",
-         "--openai-base-url", server.url(), "-o", "harbour.png", "-q"],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "ipyimagine",
+            "a quiet harbour",
+            "--backend",
+            "openai",
+            "--expander",
+            "openai",
+            "--openai-base-url",
+            server.url(),
+            "-o",
+            "harbour.png",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "harbour.png").exists() and KEY not in done.stdout + done.stderr
@@ -284,9 +321,9 @@ def test_gpt_image_models_stream_partial_images_as_previews_and_record_them(ishe
     frames = []
     server.requests.clear()
     gen = ipyimagine.default_session().imagine(
-        ipyimagine.Request("a lighthouse in a storm", backend="openai", expand=False, base_url=server.url(), n=2, seed=1, cache=False,
-                           preview=1),
-        on_preview=lambda image, done, total: frames.append((image.size, done, total)))
+        ipyimagine.Request("a lighthouse in a storm", backend="openai", expand=False, base_url=server.url(), n=2, seed=1, cache=False, preview=1),
+        on_preview=lambda image, done, total: frames.append((image.size, done, total)),
+    )
     bodies = [r["body"] for r in server.requests if r["endpoint"] == "images/generations"]
     assert [(b.get("stream"), b.get("partial_images"), b.get("n")) for b in bodies] == [(True, 2, None)] * 2  # one image a request
     assert len(frames) == 4 and frames[-1][1:] == (1, 2)  # two partials per picture; the second ones beside the first picture
@@ -299,8 +336,9 @@ def test_without_previews_the_images_api_is_not_streamed(ishell, server):
     import ipyimagine
 
     server.requests.clear()
-    ipyimagine.default_session().imagine(ipyimagine.Request("a lighthouse", backend="openai", expand=False, base_url=server.url(),
-                                                            seed=2, cache=False, preview=0), on_preview=lambda *a: None)
+    ipyimagine.default_session().imagine(
+        ipyimagine.Request("a lighthouse", backend="openai", expand=False, base_url=server.url(), seed=2, cache=False, preview=0), on_preview=lambda *a: None
+    )
     assert all("stream" not in r["body"] for r in server.requests)
 
 
@@ -326,9 +364,11 @@ def test_an_image_url_is_read_only_from_the_servers_own_host(ishell, server, tmp
     secret = tmp_path / "private.png"
     secret.write_bytes(b"not for the notebook")
     port = server.server_address[1]
-    for address, why in [("http://0.0.0.0:9/never.png", "it is not on the server's own host"),
-                         (f"file://{secret}", "an address that is not http(s): it is not an http(s) address"),
-                         (f"http://localhost:{port}/picture.png", "it is not on the server's own host")]:
+    for address, why in [
+        ("http://0.0.0.0:9/never.png", "it is not on the server's own host"),
+        (f"file://{secret}", "an address that is not http(s): it is not an http(s) address"),
+        (f"http://localhost:{port}/picture.png", "it is not on the server's own host"),
+    ]:
         server.url_images = address
         try:
             message = usage_error(ishell, f"--backend openai --no-expand --openai-base-url {server.url('urlonly')} --model shapes")

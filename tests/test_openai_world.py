@@ -69,8 +69,9 @@ def render(base_url, **options):
 
     frames = []
     options = {"backend": "openai", "expand": False, "cache": False, **options}
-    gen = ipyimagine.default_session().imagine(ipyimagine.Request("a lighthouse in a storm", base_url=base_url, **options),
-                                               on_preview=lambda image, done, total: frames.append(done))
+    gen = ipyimagine.default_session().imagine(
+        ipyimagine.Request("a lighthouse in a storm", base_url=base_url, **options), on_preview=lambda image, done, total: frames.append(done)
+    )
     return gen, frames
 
 
@@ -82,8 +83,7 @@ def posts(server, endpoint="images/generations"):
 def test_a_model_the_server_lists_as_shut_down_is_refused_before_any_paid_request(ishell, server):
     server.models = {"gpt-image-2": "2026-12-05", "gpt-image-2.6-flare": None}
     message = usage_error(ishell, f"--backend openai --no-expand --openai-base-url {server.url()} --model gpt-image-2")
-    assert message == ("The OpenAI model 'gpt-image-2' was shut down on 2026-12-05; see the models your server lists "
-                       "(--model, or Imagine.openai_image_model).")
+    assert message == ("The OpenAI model 'gpt-image-2' was shut down on 2026-12-05; see the models your server lists (--model, or Imagine.openai_image_model).")
     assert posts(server) == []
 
 
@@ -99,8 +99,7 @@ def test_the_default_is_a_model_the_server_lists_alive_and_a_date_ahead_is_a_not
 
 def test_openais_own_table_decides_when_the_server_gives_no_dates(ishell, server):
     message = usage_error(ishell, f"--backend openai --no-expand --openai-base-url {server.url('nomodels')} --model gpt-image-1-mini")
-    assert message.startswith("The OpenAI model 'gpt-image-1-mini' was shut down on 2026-12-01; use gpt-image-2.6-sunburst or "
-                              "gpt-image-2.6-flare")
+    assert message.startswith("The OpenAI model 'gpt-image-1-mini' was shut down on 2026-12-01; use gpt-image-2.6-sunburst or gpt-image-2.6-flare")
     assert posts(server) == []
 
 
@@ -128,8 +127,7 @@ def test_the_expanders_chat_model_has_a_life_cycle_too(ishell, server):
         assert "The chat model 'gpt-5-mini' shuts down on 2026-12-11; use gpt-5.4-mini before then." in record["notes"]
         openai_models.forget()
         server.models = {"gpt-5-mini": "2026-12-01"}
-        message = usage_error(ishell, f"--expander openai --backend diffusers --openai-base-url {server.url()} --seed 1",
-                              "a quiet harbour at noon")
+        message = usage_error(ishell, f"--expander openai --backend diffusers --openai-base-url {server.url()} --seed 1", "a quiet harbour at noon")
         assert message == "The chat model 'gpt-5-mini' was shut down on 2026-12-01; use gpt-5.4-mini (Imagine.expander_model)."
     finally:
         config.expander_model = "gpt-5.4-mini"
@@ -188,8 +186,7 @@ def test_a_stream_that_never_completes_ends_at_the_deadline_naming_the_setting(i
         render(server.url("endless"), preview=1)
     assert time.perf_counter() - started < 10
     host = f"127.0.0.1:{server.server_address[1]}"
-    assert str(caught.value) == (f"{host} did not finish the image request within 2 s (1 tries of 1 s); try again, or raise "
-                       "Imagine.openai_image_timeout.")
+    assert str(caught.value) == (f"{host} did not finish the image request within 2 s (1 tries of 1 s); try again, or raise Imagine.openai_image_timeout.")
 
 
 def test_a_reply_dripped_a_byte_at_a_time_ends_at_the_deadline(ishell, server):
@@ -213,7 +210,9 @@ def test_cancel_stops_waiting_for_a_stream_at_once(ishell, server):
     with pytest.raises(Cancelled):
         ipyimagine.default_session().imagine(
             ipyimagine.Request("a lighthouse", backend="openai", expand=False, base_url=server.url("endless"), preview=1, cache=False),
-            cancelled=stop.is_set, on_preview=lambda *a: None)
+            cancelled=stop.is_set,
+            on_preview=lambda *a: None,
+        )
     assert time.perf_counter() - started < 3
 
 

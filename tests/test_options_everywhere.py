@@ -31,8 +31,7 @@ def plugin(tmp_path_factory):
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: recorder-plugin\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(
-        "[ipyimagine.renderers]\nrecorder = recorder_plugin:RecordingRenderer\n\n"
-        "[ipyimagine.expanders]\nrecorder = recorder_plugin:RecordingExpander\n"
+        "[ipyimagine.renderers]\nrecorder = recorder_plugin:RecordingRenderer\n\n[ipyimagine.expanders]\nrecorder = recorder_plugin:RecordingExpander\n"
     )
     sys.path.insert(0, str(site))
     import recorder_plugin
@@ -67,16 +66,22 @@ PROBES = {
     "true_cfg": (["--true-cfg", "3"], {"true_cfg": 3.0}, lambda c: c.job.true_cfg == 3.0),
     "lora": (["--lora", "my style.safetensors:0.5"], {"lora": ["my style.safetensors:0.5"]}, lambda c: c.job.lora == ("my style.safetensors:0.5",)),
     "quality": (["--quality", "high"], {"quality": "high"}, lambda c: c.job.quality == "high"),
-    "base_url": (["--openai-base-url", "http://127.0.0.1:9/v1"], {"base_url": "http://127.0.0.1:9/v1"},
-                 lambda c: c.job.base_url == "http://127.0.0.1:9/v1" and all(e["base_url"] == c.job.base_url for e in c.expansions)),
+    "base_url": (
+        ["--openai-base-url", "http://127.0.0.1:9/v1"],
+        {"base_url": "http://127.0.0.1:9/v1"},
+        lambda c: c.job.base_url == "http://127.0.0.1:9/v1" and all(e["base_url"] == c.job.base_url for e in c.expansions),
+    ),
     "candidates": (["--candidates", "2"], {"candidates": 2}, lambda c: sorted(e["variant"] for e in c.expansions) == [0, 1]),
     "pick": (["--candidates", "2", "--pick", "2"], {"candidates": 2, "pick": 2}, lambda c: c.job.prompt.endswith("variant 1")),
     "sweep": (["--sweep", "seed=1-2"], {"sweep": ["seed=1-2"]}, lambda c: [j.seeds for j in c.resolved[-2:]] == [(1,), (2,)]),
     "preview": (["--preview", "2"], {"preview": 2}, lambda c: c.job.preview == 2),
     "preview_dir": (["--preview-dir", "{tmp}/frames"], {"preview_dir": "{tmp}/frames"}, lambda c: c.frames),
     "server": (["--server", "http://127.0.0.1:9"], {"server": ["http://127.0.0.1:9"]}, lambda c: c.job.server == ("http://127.0.0.1:9",)),
-    "expander_server": (["--expander-server", "http://127.0.0.1:8/v1"], {"expander_server": "http://127.0.0.1:8/v1"},
-                        lambda c: c.expansions and all(e["base_url"] == "http://127.0.0.1:8/v1" for e in c.expansions)),
+    "expander_server": (
+        ["--expander-server", "http://127.0.0.1:8/v1"],
+        {"expander_server": "http://127.0.0.1:8/v1"},
+        lambda c: c.expansions and all(e["base_url"] == "http://127.0.0.1:8/v1" for e in c.expansions),
+    ),
     "workflow": (["--workflow", "my flow.json"], {"workflow": "my flow.json"}, lambda c: c.job.workflow == "my flow.json"),
     "cache": (["--no-cache"], {"cache": False}, lambda c: c.rendered_twice),
     "save": (["--save", "{tmp}/my pictures"], {"save": "{tmp}/my pictures"}, lambda c: c.saved),
@@ -90,8 +95,8 @@ def test_every_option_has_a_probe():
 class Seen:
     def __init__(self, plugin, idea, tmp, before):
         self.idea, self.tmp = idea, tmp
-        self.resolved = plugin.RESOLVED[before[0]:]
-        self.expansions = [e for e in plugin.EXPANSIONS[before[1]:] if e["idea"].startswith(idea)]
+        self.resolved = plugin.RESOLVED[before[0] :]
+        self.expansions = [e for e in plugin.EXPANSIONS[before[1] :] if e["idea"].startswith(idea)]
         self.job = self.resolved[-1] if self.resolved else None
         import ipyimagine
 

@@ -126,8 +126,9 @@ def test_interactive_cell_magic_shows_the_panel_and_its_picture_as_an_ordinary_o
 
 
 def test_the_panel_carries_every_option_of_the_cell(shell, tmp_path):
-    shell.run_cell_magic("imagine", f"--interactive --seed 5 --steps 2 --negative 'soft edges' --save '{tmp_path}/my pictures' "
-                         "--no-cache --out p", "a red circle")
+    shell.run_cell_magic(
+        "imagine", f"--interactive --seed 5 --steps 2 --negative 'soft edges' --save '{tmp_path}/my pictures' --no-cache --out p", "a red circle"
+    )
     made = shell.user_ns["p"]
     assert made.result.negative_prompt.endswith("soft edges") and made.result.files
     assert made.result.files[0].startswith(f"{tmp_path}/my pictures/")

@@ -40,6 +40,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_cached_cell_in_a_fresh_process_imports_neither_torch_nor_diffusers(tmp_path):
     env = {**os.environ, "IPYIMAGINE_CACHE": str(tmp_path / "cache"), "IPYIMAGINE_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1"}
     first = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=300)

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from PIL import Image
 
 import ipyimagine
@@ -36,13 +37,18 @@ def test_save_writes_full_resolution_pngs_that_carry_both_chunks(shell, tmp_path
         assert record["params"]["versions"]["diffusers"]
 
 
+@pytest.mark.slow
 def test_the_cli_output_carries_the_recipe(tiny_model, tmp_path):
     import os
     import subprocess
     import sys
 
-    subprocess.run([sys.executable, "-m", "ipyimagine", "a red circle", "--model", tiny_model, "--steps", "2", "--seed", "5",
-                    "-o", "c.png", "-q"], cwd=tmp_path, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    subprocess.run(
+        [sys.executable, "-m", "ipyimagine", "a red circle", "--model", tiny_model, "--steps", "2", "--seed", "5", "-o", "c.png", "-q"],
+        cwd=tmp_path,
+        check=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     record = read_record(tmp_path / "c.png")
     assert record["seeds"] == [5] and record["params"]["steps"] == 2
     assert json.loads(json.dumps(record)) == record

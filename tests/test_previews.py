@@ -39,10 +39,12 @@ def test_a_cell_shows_previews_while_it_renders_and_saves_only_the_final_picture
     assert len(previews) >= 2  # the picture forms, step by step
     assert "image/png" in updates[-1]["content"]["data"]  # and the final picture replaces bar and preview
 
-    notebook = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell(f"%load_ext ipyimagine\n%config Imagine.model = {tiny_model!r}"),
-        nbformat.v4.new_code_cell("%%imagine --seed 3 --steps 8 --preview 1\na red circle"),
-    ])
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(f"%load_ext ipyimagine\n%config Imagine.model = {tiny_model!r}"),
+            nbformat.v4.new_code_cell("%%imagine --seed 3 --steps 8 --preview 1\na red circle"),
+        ]
+    )
     nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3").execute()
     nbformat.write(notebook, tmp_path / "saved.ipynb")
     saved = (tmp_path / "saved.ipynb").read_text()
@@ -54,8 +56,10 @@ def test_previews_come_from_the_cheapest_decoder_and_not_at_all_where_none_fits(
     for name in ("sd15", "sdxl", "sd3", "flux-dev", "kandinsky22", "sana"):
         frames = []
         model = str(build_family(name, tmp_path))
-        quiet_session.imagine(Request("a red circle", model=model, seed=1, steps=4, preview=2, width=64, height=64, expand=False),
-                              on_preview=lambda image, done, total, frames=frames: frames.append((image.size, done, total)))
+        quiet_session.imagine(
+            Request("a red circle", model=model, seed=1, steps=4, preview=2, width=64, height=64, expand=False),
+            on_preview=lambda image, done, total, frames=frames: frames.append((image.size, done, total)),
+        )
         seen[name] = frames
     for name in ("sd15", "sdxl", "sd3", "flux-dev"):
         assert seen[name] and all(size == (64, 64) for size, _, _ in seen[name]), name
@@ -108,18 +112,23 @@ def test_a_tiny_autoencoder_named_by_the_setting_decodes_the_previews(tmp_path, 
     from diffusers import AutoencoderTiny
 
     torch.manual_seed(0)
-    AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8), latent_channels=4,
-                    num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1)).save_pretrained(tmp_path / "taesd")
+    AutoencoderTiny(
+        encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        latent_channels=4,
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+    ).save_pretrained(tmp_path / "taesd")
     session = Session(Imagine(cache=False, log=False, model=tiny_model, preview_decoder=str(tmp_path / "taesd")))
     frames = []
-    session.imagine(Request("a red circle", seed=1, steps=6, preview=2, expand=False),
-                    on_preview=lambda image, done, total: frames.append(image.size))
+    session.imagine(Request("a red circle", seed=1, steps=6, preview=2, expand=False), on_preview=lambda image, done, total: frames.append(image.size))
     decoder = session.renderer("diffusers")._decoders
     assert frames and all(size == (64, 64) for size in frames)
     assert [d.kind for d in decoder.values()] == ["tiny"]
     with pytest.raises(ipyimagine.ModelNotFound, match="is not a local AutoencoderTiny folder"):
         Session(Imagine(cache=False, log=False, model=tiny_model, preview_decoder=str(tmp_path / "missing"))).imagine(
-            Request("a red circle", seed=1, steps=2, preview=1, expand=False), on_preview=lambda *a: None)
+            Request("a red circle", seed=1, steps=2, preview=1, expand=False), on_preview=lambda *a: None
+        )
 
 
 def test_a_frame_is_decoded_only_when_the_listener_wants_one(tiny_model, monkeypatch):

@@ -15,8 +15,12 @@ from servers.comfyui import FakeComfyUI
 from servers.hf_inference import FakeHFInference, allow_requests
 from test_server_secrets import everything_in, shown
 
-SECRETS = {"OPENAI_API_KEY": "sk-walk-openai-key-0123456789", "HF_TOKEN": "hf_walkHFtoken0123456789",
-           "IPYIMAGINE_A1111_AUTH": "walker:a1111pass0", "IPYIMAGINE_COMFYUI_TOKEN": "comfyWalkToken0123"}
+SECRETS = {
+    "OPENAI_API_KEY": "sk-walk-openai-key-0123456789",
+    "HF_TOKEN": "hf_walkHFtoken0123456789",
+    "IPYIMAGINE_A1111_AUTH": "walker:a1111pass0",
+    "IPYIMAGINE_COMFYUI_TOKEN": "comfyWalkToken0123",
+}
 URL_SECRETS = ("urlpass987", "URLtoken654")
 
 
@@ -36,9 +40,12 @@ def servers(monkeypatch):
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
     allow_requests(monkeypatch)
-    made = {"openai": FakeOpenAI(), "a1111": FakeA1111(step_seconds=0.001),
-            "comfyui": FakeComfyUI(step_seconds=0.001, token=SECRETS["IPYIMAGINE_COMFYUI_TOKEN"], cache=False),
-            "hf": FakeHFInference(token=SECRETS["HF_TOKEN"])}
+    made = {
+        "openai": FakeOpenAI(),
+        "a1111": FakeA1111(step_seconds=0.001),
+        "comfyui": FakeComfyUI(step_seconds=0.001, token=SECRETS["IPYIMAGINE_COMFYUI_TOKEN"], cache=False),
+        "hf": FakeHFInference(token=SECRETS["HF_TOKEN"]),
+    }
     yield made
     made["openai"].stop()
     made["a1111"].stop()
@@ -51,13 +58,19 @@ def cells(servers) -> list[tuple[str, str]]:
     openai, a1111, comfy, hf = servers["openai"], servers["a1111"], servers["comfyui"], servers["hf"]
     return [
         # an OpenAI base URL takes paths after it, so no query: a password in it, and the key the 401 echoes
-        (f"--backend openai --openai-base-url '{with_credentials(openai.url(host='localhost'), query=False)}' --model sdxl-turbo",
-         f"--backend openai --openai-base-url '{with_credentials(openai.url('badkey', host='localhost'), query=False)}' --model sdxl-turbo"),
-        (f"--backend a1111 --server '{with_credentials(a1111.url())}' --size 64x64",
-         f"--backend a1111 --server '{with_credentials(a1111.url('echo401'))}' --size 64x64"),
+        (
+            f"--backend openai --openai-base-url '{with_credentials(openai.url(host='localhost'), query=False)}' --model sdxl-turbo",
+            f"--backend openai --openai-base-url '{with_credentials(openai.url('badkey', host='localhost'), query=False)}' --model sdxl-turbo",
+        ),
+        (
+            f"--backend a1111 --server '{with_credentials(a1111.url())}' --size 64x64",
+            f"--backend a1111 --server '{with_credentials(a1111.url('echo401'))}' --size 64x64",
+        ),
         # ComfyUI behind a token proxy: the Bearer token from the environment, and a token in the address's query
-        (f"--backend comfyui --server '{comfy.url()}?token={URL_SECRETS[1]}' --size 64x64",
-         f"--backend comfyui --server '{comfy.url()}?token={URL_SECRETS[1]}' --size 64x64 --sampler no_such_sampler"),
+        (
+            f"--backend comfyui --server '{comfy.url()}?token={URL_SECRETS[1]}' --size 64x64",
+            f"--backend comfyui --server '{comfy.url()}?token={URL_SECRETS[1]}' --size 64x64 --sampler no_such_sampler",
+        ),
         # Hugging Face: the token from the environment (its client takes no credentials in the address)
         (f"--backend hf --server '{hf.url()}' --size 64x64", f"--backend hf --server '{hf.url('badtoken')}' --size 64x64"),
     ]

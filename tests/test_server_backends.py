@@ -41,8 +41,7 @@ def shown_png(captured) -> Image.Image:
 
 
 def test_a1111_renders_with_the_servers_seeds_and_infotext_and_is_cached(shell, a1111):
-    captured = run(shell, f"--backend a1111 --server {a1111.url()} --seed 5 -n 2 --steps 6 --guidance 6 --size 64x48 "
-                          "--negative 'blurry text' --out g")
+    captured = run(shell, f"--backend a1111 --server {a1111.url()} --seed 5 -n 2 --steps 6 --guidance 6 --size 64x48 --negative 'blurry text' --out g")
     gen = shell.user_ns["g"]
     [body] = [r["json"] for r in a1111.requests_to("/sdapi/v1/txt2img")]
     assert (body["seed"], body["batch_size"], body["steps"], body["cfg_scale"], body["width"], body["height"]) == (5, 2, 6, 6.0, 64, 48)
@@ -52,16 +51,14 @@ def test_a1111_renders_with_the_servers_seeds_and_infotext_and_is_cached(shell, 
     assert gen.model == "dreamshaper_8" and [im.size for im in gen.images] == [(64, 48)] * 2
     info = parse_infotext(shown_png(captured).info["parameters"])
     assert info["Seed"] == "5" and info["Backend"] == "a1111"
-    run(shell, f"--backend a1111 --server {a1111.url()} --seed 5 -n 2 --steps 6 --guidance 6 --size 64x48 "
-               "--negative 'blurry text' --out again")
+    run(shell, f"--backend a1111 --server {a1111.url()} --seed 5 -n 2 --steps 6 --guidance 6 --size 64x48 --negative 'blurry text' --out again")
     assert len(a1111.requests_to("/sdapi/v1/txt2img")) == 1 and shell.user_ns["again"].params["cached_images"] == 2  # from the cache
 
 
 def test_a1111_progress_previews_and_cancel(a1111):
     session = ipyimagine.Session(ipyimagine.Imagine(cache=False, log=False))
     steps, previews = [], []
-    request = ipyimagine.Request("a red circle", backend="a1111", server=[a1111.url()], seed=1, steps=40, width=64, height=64,
-                                 expand=False)
+    request = ipyimagine.Request("a red circle", backend="a1111", server=[a1111.url()], seed=1, steps=40, width=64, height=64, expand=False)
     slow = a1111.step_seconds
     a1111.step_seconds = 0.02
     try:
@@ -71,23 +68,28 @@ def test_a1111_progress_previews_and_cancel(a1111):
         threading.Timer(0.3, stop.set).start()
         started = time.perf_counter()
         with pytest.raises(ipyimagine.Cancelled):
-            session.imagine(ipyimagine.Request("a red circle", backend="a1111", server=[a1111.url()], seed=2, steps=150, width=64,
-                                               height=64, expand=False), cancelled=stop.is_set)
+            session.imagine(
+                ipyimagine.Request("a red circle", backend="a1111", server=[a1111.url()], seed=2, steps=150, width=64, height=64, expand=False),
+                cancelled=stop.is_set,
+            )
         assert time.perf_counter() - started < 4 and a1111.requests_to("/sdapi/v1/interrupt")  # the server was told to stop
     finally:
         a1111.step_seconds = slow
 
 
-@pytest.mark.parametrize("mode, message", [
-    ("refused", "Cannot reach 127.0.0.1:"),
-    ("unauthorized", "answered 401 to the txt2img request"),
-    ("noapi", "answered 404 to the txt2img request: Not Found"),
-    ("error500", "answered 500 to the txt2img request: "),
-    ("error422", "answered 422 to the txt2img request: "),
-    ("html", "did not answer like an AUTOMATIC1111 sdapi"),
-    ("badjson", "did not answer like an AUTOMATIC1111 sdapi"),
-    ("dies", "closed the connection during the txt2img request"),
-])
+@pytest.mark.parametrize(
+    "mode, message",
+    [
+        ("refused", "Cannot reach 127.0.0.1:"),
+        ("unauthorized", "answered 401 to the txt2img request"),
+        ("noapi", "answered 404 to the txt2img request: Not Found"),
+        ("error500", "answered 500 to the txt2img request: "),
+        ("error422", "answered 422 to the txt2img request: "),
+        ("html", "did not answer like an AUTOMATIC1111 sdapi"),
+        ("badjson", "did not answer like an AUTOMATIC1111 sdapi"),
+        ("dies", "closed the connection during the txt2img request"),
+    ],
+)
 def test_a1111_faults_are_one_sentence(shell, a1111, mode, message):
     url = refused_url() if mode == "refused" else a1111.url(mode)
     with pytest.raises(UsageError) as caught:
@@ -138,19 +140,21 @@ def test_hf_renders_through_the_inference_client_with_the_token_from_the_environ
     assert all(r["headers"].get("authorization") == "Bearer hf_test_token_abcdefgh" for r in hf.requests if r.get("json"))
     seen = json.dumps(gen.record()) + gen.caption() + str(shown_png(captured).info)
     assert "hf_test_token_abcdefgh" not in seen
-    again = ipyimagine.imagine("a red circle on a blue background", backend="hf", server=[hf.url()], seed=7, steps=3, guidance=2,
-                               size="64x48", cache=False)
+    again = ipyimagine.imagine("a red circle on a blue background", backend="hf", server=[hf.url()], seed=7, steps=3, guidance=2, size="64x48", cache=False)
     assert np.array_equal(np.asarray(again.images[0]), np.asarray(gen.images[0]))  # the seed is honoured
 
 
-@pytest.mark.parametrize("mode, message", [
-    ("badtoken", "refused the token (401); set a valid HF_TOKEN"),
-    ("credits", "says payment is required (402)"),
-    ("notfound", "does not serve"),
-    ("ratelimit", "is rate-limiting requests (429)"),
-    ("error500", "failed (500)"),
-    ("unavailable", "failed (503)"),
-])
+@pytest.mark.parametrize(
+    "mode, message",
+    [
+        ("badtoken", "refused the token (401); set a valid HF_TOKEN"),
+        ("credits", "says payment is required (402)"),
+        ("notfound", "does not serve"),
+        ("ratelimit", "is rate-limiting requests (429)"),
+        ("error500", "failed (500)"),
+        ("unavailable", "failed (503)"),
+    ],
+)
 def test_hf_faults_are_one_sentence_without_the_token(shell, hf, mode, message):
     with pytest.raises(UsageError) as caught:
         run(shell, f"--backend hf --server {hf.url(mode)} --seed 1 --steps 2 --size 64x64 --no-cache")
@@ -175,8 +179,17 @@ def test_a_pool_spreads_the_work_keeps_each_seed_and_routes_around_a_dead_server
         drawn = sorted(r["json"]["seed"] for s in servers[:2] for r in s.requests_to("/sdapi/v1/txt2img"))
         assert drawn == list(range(10, 16))  # one image a request, each with its own seed
         assert any("was taken out of the pool" in n for n in gen.notes)
-        alone = ipyimagine.imagine("a red circle on a blue background", backend="a1111", server=[servers[2].url()], seed=13,
-                                   steps=3, size="64x64", cache=False, prompt=gen.prompt, negative=gen.negative_prompt or None)
+        alone = ipyimagine.imagine(
+            "a red circle on a blue background",
+            backend="a1111",
+            server=[servers[2].url()],
+            seed=13,
+            steps=3,
+            size="64x64",
+            cache=False,
+            prompt=gen.prompt,
+            negative=gen.negative_prompt or None,
+        )
         assert np.array_equal(np.asarray(alone.image), np.asarray(gen.images[3]))  # the same picture whichever server drew it
         assert shown_png(captured).size[0] > 64
     finally:
@@ -195,8 +208,9 @@ def test_a_sweep_and_a_batch_spread_over_the_pool(shell, tmp_path):
         with capture_output() as captured:
             shell.run_line_magic("imagine", f"batch {ideas} --backend a1111 {line} --seed 3 --steps 2 --size 64x64 --no-cache")
         assert len([o for o in captured.outputs if "image/png" in o.data]) == 3
-        made = ipyimagine.imagine(["a red circle", "a green square"], backend="a1111", server=[s.url() for s in servers], seed=4,
-                                  steps=2, size="64x64", cache=False)
+        made = ipyimagine.imagine(
+            ["a red circle", "a green square"], backend="a1111", server=[s.url() for s in servers], seed=4, steps=2, size="64x64", cache=False
+        )
         assert [g.idea for g in made] == ["a red circle", "a green square"]
     finally:
         for s in servers:
@@ -221,8 +235,9 @@ def queued(server) -> list[dict]:
 
 
 def test_comfyui_renders_the_users_workflow_and_a_rerun_sends_the_same_graph(shell, comfy):
-    captured = run(shell, f"--backend comfyui --server {comfy.url()} --workflow {WORKFLOW} --seed 11 -n 2 --steps 5 "
-                          "--size 64x48 --negative 'blurry text' --out g")
+    captured = run(
+        shell, f"--backend comfyui --server {comfy.url()} --workflow {WORKFLOW} --seed 11 -n 2 --steps 5 --size 64x48 --negative 'blurry text' --out g"
+    )
     gen = shell.user_ns["g"]
     graphs = queued(comfy)
     assert [g["3"]["inputs"]["seed"] for g in graphs] == [11, 12]  # one prompt a seed: image i has seed S+i
@@ -242,23 +257,30 @@ def test_comfyui_renders_the_users_workflow_and_a_rerun_sends_the_same_graph(she
 def test_comfyui_progress_previews_and_cancel(comfy):
     session = ipyimagine.Session(ipyimagine.Imagine(cache=False, log=False))
     steps, previews = [], []
-    session.imagine(ipyimagine.Request("a red circle", backend="comfyui", server=[comfy.url()], seed=1, steps=12, width=64,
-                                       height=64, expand=False), on_step=lambda d, t: steps.append(d),
-                    on_preview=lambda im, d, t: previews.append(im.size))
+    session.imagine(
+        ipyimagine.Request("a red circle", backend="comfyui", server=[comfy.url()], seed=1, steps=12, width=64, height=64, expand=False),
+        on_step=lambda d, t: steps.append(d),
+        on_preview=lambda im, d, t: previews.append(im.size),
+    )
     assert steps and steps[-1] == 12 and previews
     comfy.set_fault(step_seconds=0.02)
     stop = threading.Event()
     threading.Timer(0.3, stop.set).start()
     with pytest.raises(ipyimagine.Cancelled):
-        session.imagine(ipyimagine.Request("a red circle", backend="comfyui", server=[comfy.url()], seed=2, steps=150, width=64,
-                                           height=64, expand=False), cancelled=stop.is_set)
+        session.imagine(
+            ipyimagine.Request("a red circle", backend="comfyui", server=[comfy.url()], seed=2, steps=150, width=64, height=64, expand=False),
+            cancelled=stop.is_set,
+        )
     assert any(r["path"].endswith("/interrupt") for r in comfy.requests)
 
 
-@pytest.mark.parametrize("fault, message", [
-    ({"fail_at_step": 2}, "failed in node KSampler"),
-    ({"die_at_step": 2}, "closed the websocket during the render"),
-])
+@pytest.mark.parametrize(
+    "fault, message",
+    [
+        ({"fail_at_step": 2}, "failed in node KSampler"),
+        ({"die_at_step": 2}, "closed the websocket during the render"),
+    ],
+)
 def test_comfyui_faults_are_one_sentence(shell, comfy, fault, message):
     comfy.set_fault(**fault)
     with pytest.raises(UsageError) as caught:
@@ -278,8 +300,7 @@ def test_comfyui_refuses_a_bad_graph_and_a_missing_token_in_one_sentence(shell, 
             run(shell, f"--backend comfyui --server {server.url()} --seed 1 --steps 2 --size 64x64 --no-cache")
         monkeypatch.setenv("IPYIMAGINE_COMFYUI_TOKEN", "s3cret-token")
         with pytest.raises(UsageError) as caught:
-            run(shell, f"--backend comfyui --server {server.url()} --workflow {tmp_path / 'bad.json'} --seed 1 --steps 2 "
-                       "--size 64x64 --no-cache")
+            run(shell, f"--backend comfyui --server {server.url()} --workflow {tmp_path / 'bad.json'} --seed 1 --steps 2 --size 64x64 --no-cache")
         assert "refused the workflow (400)" in str(caught.value) and "node 3" in str(caught.value)
         run(shell, f"--backend comfyui --server {server.url()} --seed 1 --steps 2 --size 64x64 --no-cache --out g")
         assert "s3cret-token" not in json.dumps(shell.user_ns["g"].record())
@@ -290,10 +311,12 @@ def test_comfyui_refuses_a_bad_graph_and_a_missing_token_in_one_sentence(shell, 
 def test_a_real_kernel_renders_on_a_server_and_the_saved_notebook_keeps_the_picture(a1111, tmp_path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    notebook = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("%load_ext ipyimagine"),
-        nbformat.v4.new_code_cell(f"%%imagine --backend a1111 --server {a1111.url()} --seed 21 --steps 4 --size 64x64\na red circle"),
-    ])
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("%load_ext ipyimagine"),
+            nbformat.v4.new_code_cell(f"%%imagine --backend a1111 --server {a1111.url()} --seed 21 --steps 4 --size 64x64\na red circle"),
+        ]
+    )
     nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
     [picture] = [o for o in notebook.cells[1].outputs if "image/png" in o.get("data", {})]
     record = picture["metadata"]["ipyimagine"]["entries"][-1]
@@ -319,8 +342,9 @@ def test_hf_with_a_model_id_goes_through_the_named_provider(shell, hf, monkeypat
 def test_a_sampler_reaches_the_servers_by_their_own_names(a1111, comfy):
     session = ipyimagine.Session(ipyimagine.Imagine(cache=False, log=False))
     for backend, server in (("a1111", a1111), ("comfyui", comfy)):
-        gen = session.imagine(ipyimagine.Request("a red circle", backend=backend, server=[server.url()], sampler="Euler a", seed=1,
-                                                 steps=2, width=64, height=64, expand=False))
+        gen = session.imagine(
+            ipyimagine.Request("a red circle", backend=backend, server=[server.url()], sampler="Euler a", seed=1, steps=2, width=64, height=64, expand=False)
+        )
         assert gen.params.get("sampler", "Euler a") == "Euler a"
     assert a1111.requests_to("/sdapi/v1/txt2img")[-1]["json"]["sampler_name"] == "Euler a"
     assert queued(comfy)[-1]["3"]["inputs"]["sampler_name"] == "euler_ancestral"

@@ -126,8 +126,7 @@ def test_the_panels_cancel_stops_a_pool_the_same_way(pool3):
     for server in pool3:
         server.on_txt2img = hook
     session = ipyimagine.Session(ipyimagine.Imagine(cache=False, log=False))
-    request = ipyimagine.Request("a red circle", backend="a1111", server=[s.url() for s in pool3], seed=10, n=8, steps=20,
-                                 width=64, height=64, expand=False)
+    request = ipyimagine.Request("a red circle", backend="a1111", server=[s.url() for s in pool3], seed=10, n=8, steps=20, width=64, height=64, expand=False)
     with pytest.raises(ipyimagine.Cancelled) as caught:
         session.imagine(request, cancelled=fourth.is_set)
     assert time.monotonic() - fourth.at < 1.5
@@ -148,8 +147,7 @@ def test_interrupt_stops_a_batch_over_a_pool_and_shows_what_was_finished(shell, 
         ideas.write_text("\n".join(f"idea number {i}" for i in range(10)))
         started = time.monotonic()
         with interrupt_when(third) as sent, pytest.raises(UsageError) as caught, capture_output() as captured:
-            shell.run_line_magic("imagine", f"batch {ideas} --backend a1111 {server_line(servers)} --seed 3 --steps 20 "
-                                            "--size 64x64 --no-cache")
+            shell.run_line_magic("imagine", f"batch {ideas} --backend a1111 {server_line(servers)} --seed 3 --steps 20 --size 64x64 --no-cache")
         assert sent and time.monotonic() - sent[0] < 1.5 and time.monotonic() - started < 5
         settle(servers)
         finished = [job for s in servers for job in s.jobs if not job["interrupted"]]
@@ -243,8 +241,10 @@ def test_an_hf_reply_that_drips_ends_at_the_deadline_and_cancel_stops_it_at_once
         server.dripping.clear()
         started = time.monotonic()
         with pytest.raises(ipyimagine.Cancelled):
-            session.imagine(ipyimagine.Request("a red circle", backend="hf", server=[server.url("drip")], seed=2, width=8, height=8,
-                                               expand=False), cancelled=server.dripping.is_set)
+            session.imagine(
+                ipyimagine.Request("a red circle", backend="hf", server=[server.url("drip")], seed=2, width=8, height=8, expand=False),
+                cancelled=server.dripping.is_set,
+            )
         assert time.monotonic() - started < 1.5
     finally:
         server.stop()
@@ -261,8 +261,10 @@ def test_a_comfyui_websocket_flooded_with_other_prompts_progress_ends_at_the_dea
         session = ipyimagine.Session(ipyimagine.Imagine(cache=False, log=False))
         started = time.monotonic()
         with pytest.raises(ipyimagine.Cancelled):  # Cancel is heard between two of the flood's events
-            session.imagine(ipyimagine.Request("a red circle", backend="comfyui", server=[comfy.url()], seed=2, steps=40, width=64,
-                                               height=64, expand=False), cancelled=comfy.queued.is_set)
+            session.imagine(
+                ipyimagine.Request("a red circle", backend="comfyui", server=[comfy.url()], seed=2, steps=40, width=64, height=64, expand=False),
+                cancelled=comfy.queued.is_set,
+            )
         assert time.monotonic() - started < 1.5
     finally:
         comfy.stop()
@@ -274,9 +276,10 @@ def test_a_comfyui_that_never_says_done_ends_at_the_deadline(quick):
     started = time.monotonic()
     try:
         with pytest.raises(ipyimagine.BackendError, match=r"did not finish the workflow within 2 s; try again, or raise Imagine.server_timeout"):
-            session.imagine(ipyimagine.Request("a red circle", backend="comfyui", server=[comfy.url()], seed=1, steps=2, width=64,
-                                               height=64, expand=False),
-                            cancelled=lambda: time.monotonic() - started > 10)  # a safety net: this test never hangs
+            session.imagine(
+                ipyimagine.Request("a red circle", backend="comfyui", server=[comfy.url()], seed=1, steps=2, width=64, height=64, expand=False),
+                cancelled=lambda: time.monotonic() - started > 10,
+            )  # a safety net: this test never hangs
         assert time.monotonic() - started < 4
     finally:
         comfy.stop()
@@ -300,10 +303,12 @@ def test_a_400_for_one_seed_keeps_every_server_and_the_other_pictures(shell, poo
 
 
 # ---------------------------------------------------------------------------------------------- replies that lie
-BAD = [("huge", "a 5000x5000 picture for the 64x64 asked for; it was refused (more than 4 times the pixels asked)"),
-       ("bomb", "a picture too large to open safely"),
-       ("truncated", "a picture that is truncated or corrupt"),
-       ("notimage", "image data that is not a picture")]
+BAD = [
+    ("huge", "a 5000x5000 picture for the 64x64 asked for; it was refused (more than 4 times the pixels asked)"),
+    ("bomb", "a picture too large to open safely"),
+    ("truncated", "a picture that is truncated or corrupt"),
+    ("notimage", "image data that is not a picture"),
+]
 
 
 @pytest.mark.parametrize("mode, said", BAD)
@@ -366,10 +371,13 @@ def test_a1111_info_that_is_a_list_or_numbers_that_are_strings_are_not_recorded_
         server.stop()
 
 
-@pytest.mark.parametrize("fault, said", [
-    ({"ws_junk": True}, "sent a websocket message that is not ComfyUI's JSON"),
-    ({"prompt_reply": "list"}, "did not answer the prompt as ComfyUI does (no prompt_id)"),
-])
+@pytest.mark.parametrize(
+    "fault, said",
+    [
+        ({"ws_junk": True}, "sent a websocket message that is not ComfyUI's JSON"),
+        ({"prompt_reply": "list"}, "did not answer the prompt as ComfyUI does (no prompt_id)"),
+    ],
+)
 def test_a_comfyui_that_answers_in_another_shape_is_one_sentence_and_our_prompt_does_not_run_on(shell, fault, said):
     comfy = FakeComfyUI(step_seconds=0.01, cache=False, previews=False, **fault)
     try:

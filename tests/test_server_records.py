@@ -37,8 +37,7 @@ def a1111():
 
 # ---------------------------------------------------------------------------------------------- size amplification
 def test_a_servers_megabytes_of_infotext_stay_out_of_the_cell_the_record_and_the_png(shell, tmp_path, a1111):
-    captured = run(shell, f"--backend a1111 --server {a1111.url('hugeinfo')} --seed 3 --steps 2 --size 64x64 --no-cache "
-                          f"--save {tmp_path} --out g")
+    captured = run(shell, f"--backend a1111 --server {a1111.url('hugeinfo')} --seed 3 --steps 2 --size 64x64 --no-cache --save {tmp_path} --out g")
     gen = shell.user_ns["g"]
     assert output_bytes(captured) < 100_000  # the server sent 5 MB of text for each of three fields and the picture
     assert len(json.dumps(gen.record())) < 30_000
@@ -65,8 +64,7 @@ def comfy():
 def test_a_huge_workflow_is_recorded_as_its_hash_and_a_rerun_asks_for_the_file(shell, tmp_path, comfy, user_data_home):
     path, graph = big_workflow(tmp_path)
     saved = tmp_path / "saved"
-    captured = run(shell, f"--backend comfyui --server {comfy.url()} --workflow {path} --seed 3 --steps 2 --size 64x64 "
-                          f"--save {saved} --out g")
+    captured = run(shell, f"--backend comfyui --server {comfy.url()} --workflow {path} --seed 3 --steps 2 --size 64x64 --save {saved} --out g")
     gen = shell.user_ns["g"]
     assert output_bytes(captured) < 100_000  # not the 4.4 MB graph twice
     assert all(p.stat().st_size < 100_000 for p in saved.glob("*.png"))  # not 4.4 MB more in every saved PNG

@@ -63,8 +63,10 @@ def test_credentials_in_the_server_address_are_used_and_kept_nowhere(shell, tmp_
         port = server.server_address[1]
         url = f"http://alice:hunter2@127.0.0.1:{port}/?token=SECRETtok1"
         expander = "http://bob:hunter2@127.0.0.1:9/v1?token=SECRETtok2"
-        captured = run(shell, f"--backend a1111 --server '{url}' --expander-server '{expander}' --no-expand --seed 3 --steps 2 "
-                              f"--size 64x64 --save {tmp_path / 'saved'} --out g")
+        captured = run(
+            shell,
+            f"--backend a1111 --server '{url}' --expander-server '{expander}' --no-expand --seed 3 --steps 2 --size 64x64 --save {tmp_path / 'saved'} --out g",
+        )
         [sent] = server.requests_to("/sdapi/v1/txt2img")
         assert sent["auth"] == ("alice", "hunter2") and sent["query"] == {"token": "SECRETtok1"}  # the address works as given
         gen = shell.user_ns["g"]
@@ -73,8 +75,9 @@ def test_credentials_in_the_server_address_are_used_and_kept_nowhere(shell, tmp_
         with capture_output() as listed:
             shell.run_line_magic("imagine", f"history --export {tmp_path / 'export.json'}")
             shell.run_line_magic("imagine", f"history --export {tmp_path / 'export.csv'}")
-        seen = (shown(captured) + shown(listed) + json.dumps(gen.record()) + gen.caption() + everything_in(tmp_path)
-                + everything_in(user_data_home))  # saved PNGs, exports, the user log, the cache
+        seen = (
+            shown(captured) + shown(listed) + json.dumps(gen.record()) + gen.caption() + everything_in(tmp_path) + everything_in(user_data_home)
+        )  # saved PNGs, exports, the user log, the cache
         assert len(list((tmp_path / "saved").glob("*.png"))) == 1 and (user_data_home / "history.sqlite").exists()
         assert absent(seen, "hunter2", "SECRETtok", "alice:", "bob:") == []
     finally:
@@ -84,23 +87,20 @@ def test_credentials_in_the_server_address_are_used_and_kept_nowhere(shell, tmp_
 # ---------------------------------------------------------------------------------------------- 2. the pool's message
 def test_the_pools_failure_message_names_servers_without_their_passwords(shell):
     urls = [refused_url().replace("http://", f"http://u:PASSWORD{i}x@") for i in range(2)]
-    message = refused(shell, f"--backend a1111 --server '{urls[0]}' --server '{urls[1]}' --seed 1 -n 4 --steps 2 --size 64x64 "
-                             "--no-cache")
+    message = refused(shell, f"--backend a1111 --server '{urls[0]}' --server '{urls[1]}' --seed 1 -n 4 --steps 2 --size 64x64 --no-cache")
     assert "Every server of the pool failed" in message and "Cannot reach 127.0.0.1:" in message
     assert absent(message, "PASSWORD", "u:") == [] and "\n" not in message
 
 
 # ---------------------------------------------------------------------------------------------- 3. servers that echo secrets
 @pytest.mark.parametrize("query", ["", "?token=SECRETtok3"])
-@pytest.mark.parametrize("mode, said", [("echo401", "answered 401 to the txt2img request"),
-                                        ("echo500", "answered 500 to the txt2img request")])
+@pytest.mark.parametrize("mode, said", [("echo401", "answered 401 to the txt2img request"), ("echo500", "answered 500 to the txt2img request")])
 def test_an_a1111_error_that_echoes_the_password_or_token_shows_neither(shell, monkeypatch, mode, said, query):
     server = FakeA1111(step_seconds=0.001)
     try:
         monkeypatch.setenv("IPYIMAGINE_A1111_AUTH", "alice:hunter2sec")
         basic = base64.b64encode(b"alice:hunter2sec").decode()
-        message = refused(shell, f"--backend a1111 --server '{server.url(mode)}{query}' --seed 1 --steps 2 "
-                                 "--size 64x64 --no-cache")
+        message = refused(shell, f"--backend a1111 --server '{server.url(mode)}{query}' --seed 1 --steps 2 --size 64x64 --no-cache")
         assert server.requests_to("/sdapi/v1/txt2img")[0]["headers"]["Authorization"] == f"Basic {basic}"  # it was echoed
         assert said in message and "\n" not in message
         assert absent(message, "hunter2sec", basic, basic.rstrip("="), "SECRETtok3") == []
@@ -113,8 +113,7 @@ def test_a_server_that_echoes_secrets_into_its_infotext_does_not_put_them_in_the
     try:
         monkeypatch.setenv("IPYIMAGINE_A1111_AUTH", "alice:hunter2sec")
         basic = base64.b64encode(b"alice:hunter2sec").decode()
-        captured = run(shell, f"--backend a1111 --server '{server.url('echoinfo')}?token=SECRETtok4' --seed 1 --steps 2 "
-                              "--size 64x64 --no-cache --out g")
+        captured = run(shell, f"--backend a1111 --server '{server.url('echoinfo')}?token=SECRETtok4' --seed 1 --steps 2 --size 64x64 --no-cache --out g")
         gen = shell.user_ns["g"]
         assert "Authorization: Basic [redacted]" in gen.params["server_infotext"]  # the echo arrived, redacted
         seen = shown(captured) + json.dumps(gen.record())
@@ -135,8 +134,7 @@ def test_a_comfyui_node_error_or_refusal_that_echoes_the_token_shows_none_of_it(
         bad = json.loads(WORKFLOW.read_text())
         del bad["3"]["inputs"]["model"]
         (tmp_path / "bad.json").write_text(json.dumps(bad))
-        refusal = refused(shell, f"--backend comfyui --server '{url}' --workflow {tmp_path / 'bad.json'} --seed 1 --steps 2 "
-                                 "--size 64x64 --no-cache")
+        refusal = refused(shell, f"--backend comfyui --server '{url}' --workflow {tmp_path / 'bad.json'} --seed 1 --steps 2 --size 64x64 --no-cache")
         assert "refused the workflow (400)" in refusal and "Authorization: [" in refusal
         assert absent(message + refusal, token, "SECRETtok5") == []
     finally:
@@ -188,11 +186,17 @@ def test_a_workflow_or_batch_file_that_is_a_device_a_pipe_or_huge_is_refused_at_
 
 
 def crafted_notebook(tmp_path, workflow) -> str:
-    record = {"id": "crafted01", "created": "2026-01-01T00:00:00+00:00", "idea": "a red circle", "prompt": "a red circle",
-              "seeds": [3], "backend": "comfyui", "model": "v1-5-pruned-emaonly.safetensors",
-              "params": {"steps": 2, "guidance": 7.0, "width": 64, "height": 64, "server": "127.0.0.1:1", "workflow": workflow}}
-    output = nbformat.v4.new_output("display_data", data={"text/plain": "x"},
-                                    metadata={"ipyimagine": {"format": 2, "kind": "generation", "entries": [record]}})
+    record = {
+        "id": "crafted01",
+        "created": "2026-01-01T00:00:00+00:00",
+        "idea": "a red circle",
+        "prompt": "a red circle",
+        "seeds": [3],
+        "backend": "comfyui",
+        "model": "v1-5-pruned-emaonly.safetensors",
+        "params": {"steps": 2, "guidance": 7.0, "width": 64, "height": 64, "server": "127.0.0.1:1", "workflow": workflow},
+    }
+    output = nbformat.v4.new_output("display_data", data={"text/plain": "x"}, metadata={"ipyimagine": {"format": 2, "kind": "generation", "entries": [record]}})
     path = tmp_path / "shared.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[output])]), path)
     return str(path)
@@ -258,8 +262,7 @@ def other_clients_prompt(comfy, steps: int) -> str:
 
 
 def our_prompts(comfy) -> list[dict]:
-    return [r for r in comfy.requests if r["path"].endswith("/prompt") and r["method"] == "POST"
-            and (r.get("json") or {}).get("client_id") != "someone-else"]
+    return [r for r in comfy.requests if r["path"].endswith("/prompt") and r["method"] == "POST" and (r.get("json") or {}).get("client_id") != "someone-else"]
 
 
 @pytest.fixture
@@ -267,8 +270,7 @@ def comfy_panel():
     pytest.importorskip("ipywidgets")
     comfy = FakeComfyUI(step_seconds=0.02, cache=False, previews=False)
     session = ipyimagine.Session(ipyimagine.Imagine(cache=False, log=False))
-    panel = ipyimagine.panel("", session=session, backend="comfyui", server=[comfy.url()], seed=1, steps=100, size="64x64",
-                             expand=False)
+    panel = ipyimagine.panel("", session=session, backend="comfyui", server=[comfy.url()], seed=1, steps=100, size="64x64", expand=False)
     panel.controls["auto"].value = False
     panel.controls["idea"].value = "a red circle"
     yield comfy, panel

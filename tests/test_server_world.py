@@ -62,8 +62,7 @@ def backends_row(shell, servers, name):
 
 # ---------------------------------------------------------------------------------------------- ComfyUI: samplers
 def test_comfyui_records_the_sampler_and_a_rerun_sends_the_same_one(shell, comfy):
-    captured = run(shell, f"--backend comfyui --server {comfy.url()} --sampler 'Euler a' --seed 3 --steps 3 --size 64x64 "
-                          "--no-cache --out g")
+    captured = run(shell, f"--backend comfyui --server {comfy.url()} --sampler 'Euler a' --seed 3 --steps 3 --size 64x64 --no-cache --out g")
     assert shell.user_ns["g"].params["sampler"] == "Euler a" and infotext(captured)["Sampler"] == "Euler a"
     number = len(ipyimagine.default_session().history)
     with capture_output():
@@ -81,16 +80,18 @@ def test_comfyui_refuses_a_sampler_it_does_not_know_before_sending_and_a_400_lis
     graph["3"]["inputs"]["sampler_name"] = "euler_super"  # the workflow's own, from a server with a plugin
     (tmp_path / "plugin.json").write_text(json.dumps(graph))
     with pytest.raises(UsageError) as caught:
-        run(shell, f"--backend comfyui --server {comfy.url()} --workflow {tmp_path / 'plugin.json'} --seed 1 --steps 2 "
-                   "--size 64x64 --no-cache")
+        run(shell, f"--backend comfyui --server {comfy.url()} --workflow {tmp_path / 'plugin.json'} --seed 1 --steps 2 --size 64x64 --no-cache")
     said = str(caught.value)
     assert "refused the workflow (400)" in said and "its samplers are: euler, euler_cfg_pp" in said and "\n" not in said
 
 
 # ---------------------------------------------------------------------------------------------- ComfyUI: workflows
 def test_a_sd3_template_on_sampler_custom_advanced_is_filled_and_keeps_its_negative_and_says_so_of_its_batch(shell, comfy):
-    captured = run(shell, f"--backend comfyui --server {comfy.url()} --workflow {WORKFLOWS / 'sd35_custom_advanced_api.json'} "
-                          "--no-expand --seed 21 --steps 5 --guidance 3 --size 64x48 --no-cache --out g")
+    captured = run(
+        shell,
+        f"--backend comfyui --server {comfy.url()} --workflow {WORKFLOWS / 'sd35_custom_advanced_api.json'} "
+        "--no-expand --seed 21 --steps 5 --guidance 3 --size 64x48 --no-cache --out g",
+    )
     gen = shell.user_ns["g"]
     [used] = comfy.sampled
     assert (used["seed"], used["steps"], used["cfg"], used["sampler"], used["scheduler"]) == (21, 5, 3.0, "dpmpp_2m", "sgm_uniform")
@@ -102,8 +103,11 @@ def test_a_sd3_template_on_sampler_custom_advanced_is_filled_and_keeps_its_negat
 
 
 def test_a_flux_template_takes_the_seed_steps_sampler_and_distilled_guidance(shell, comfy):
-    captured = run(shell, f"--backend comfyui --server {comfy.url()} --workflow {WORKFLOWS / 'flux_custom_advanced_api.json'} "
-                          "--no-expand --seed 8 --steps 4 --guidance 2.5 --sampler 'Euler a' --size 64x64 --no-cache --out g")
+    captured = run(
+        shell,
+        f"--backend comfyui --server {comfy.url()} --workflow {WORKFLOWS / 'flux_custom_advanced_api.json'} "
+        "--no-expand --seed 8 --steps 4 --guidance 2.5 --sampler 'Euler a' --size 64x64 --no-cache --out g",
+    )
     [used] = comfy.sampled
     assert (used["seed"], used["steps"], used["guidance"], used["sampler"]) == (8, 4, 2.5, "euler_ancestral")
     gen = shell.user_ns["g"]
@@ -152,12 +156,16 @@ def test_a_picture_from_another_comfyui_is_not_taken_from_the_cache_of_the_first
 def test_comfyui_previews_are_asked_for_shown_every_n_steps_and_labelled_with_their_step(comfy):
     session = ipyimagine.Session(ipyimagine.Imagine(cache=False, log=False))
     frames = []
-    session.imagine(ipyimagine.Request("a red circle", backend="comfyui", server=[comfy.url()], seed=1, steps=12, width=64,
-                                       height=64, expand=False, preview=4), on_preview=lambda im, d, t: frames.append((d, t)))
+    session.imagine(
+        ipyimagine.Request("a red circle", backend="comfyui", server=[comfy.url()], seed=1, steps=12, width=64, height=64, expand=False, preview=4),
+        on_preview=lambda im, d, t: frames.append((d, t)),
+    )
     assert posted(comfy)[-1]["extra_data"] == {"preview_method": "auto"}  # as the web UI asks
     assert frames == [(4, 12), (8, 12), (12, 12)]
-    session.imagine(ipyimagine.Request("a red circle", backend="comfyui", server=[comfy.url()], seed=2, steps=4, width=64,
-                                       height=64, expand=False, preview=0), on_preview=lambda im, d, t: frames.append((d, t)))
+    session.imagine(
+        ipyimagine.Request("a red circle", backend="comfyui", server=[comfy.url()], seed=2, steps=4, width=64, height=64, expand=False, preview=0),
+        on_preview=lambda im, d, t: frames.append((d, t)),
+    )
     assert "extra_data" not in posted(comfy)[-1] and len(frames) == 3
 
 
@@ -200,8 +208,11 @@ def test_an_openai_pool_records_the_server_that_drew_each_picture_and_its_entrie
     config = ipyimagine.default_session().config
     config.openai_image_timeout, config.openai_max_retries = 5, 0
     with capture_output():
-        shell.run_cell_magic("imagine", f"--backend openai --no-expand --model sdxl-turbo --server {urls[0]} --server {urls[1]} "
-                                        "--sweep seed=1-4 --no-cache --out grid", "a lighthouse")
+        shell.run_cell_magic(
+            "imagine",
+            f"--backend openai --no-expand --model sdxl-turbo --server {urls[0]} --server {urls[1]} --sweep seed=1-4 --no-cache --out grid",
+            "a lighthouse",
+        )
     drawn = {}
     for server in two_compatible:
         for request in server.requests:
@@ -251,12 +262,16 @@ def test_a_placeholder_current_image_at_progress_0_is_not_shown_as_a_preview():
             return original(**kwargs)
 
         server.progress = progress
-        session.imagine(ipyimagine.Request("a red circle", backend="a1111", server=[server.url()], seed=1, steps=30, width=64,
-                                           height=64, expand=False), on_preview=lambda im, d, t: frames.append(d))
+        session.imagine(
+            ipyimagine.Request("a red circle", backend="a1111", server=[server.url()], seed=1, steps=30, width=64, height=64, expand=False),
+            on_preview=lambda im, d, t: frames.append(d),
+        )
         assert polled.is_set() and frames == []
         server.placeholder = False  # a server that tracks progress: its frames are shown
-        session.imagine(ipyimagine.Request("a red circle", backend="a1111", server=[server.url()], seed=2, steps=30, width=64,
-                                           height=64, expand=False), on_preview=lambda im, d, t: frames.append(d))
+        session.imagine(
+            ipyimagine.Request("a red circle", backend="a1111", server=[server.url()], seed=2, steps=30, width=64, height=64, expand=False),
+            on_preview=lambda im, d, t: frames.append(d),
+        )
         assert frames and frames == sorted(set(frames))
     finally:
         server.stop()

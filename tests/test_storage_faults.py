@@ -18,8 +18,9 @@ from PIL import Image
 from ipyimagine import userlog
 from ipyimagine.cache import Cache
 
-needs_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
-                                reason="mounting a tmpfs needs root (chmod is no fault for root, so there is no fallback)")
+needs_root = pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mounting a tmpfs needs root (chmod is no fault for root, so there is no fallback)"
+)
 
 
 @contextlib.contextmanager
@@ -133,8 +134,9 @@ for i in range(150):
 
 
 def test_processes_trimming_and_clearing_one_cache_at_once_all_finish(tmp_path):
-    writers = [subprocess.Popen([sys.executable, "-c", TRIMMER, str(tmp_path), str(n)], env=os.environ.copy(),
-                                stderr=subprocess.PIPE, text=True) for n in range(4)]
+    writers = [
+        subprocess.Popen([sys.executable, "-c", TRIMMER, str(tmp_path), str(n)], env=os.environ.copy(), stderr=subprocess.PIPE, text=True) for n in range(4)
+    ]
     errors = [w.communicate(timeout=180)[1] for w in writers]
     assert [w.returncode for w in writers] == [0, 0, 0, 0], "\n".join(errors)
     assert Cache(tmp_path).size() <= 40_000 and leftovers(tmp_path) == []

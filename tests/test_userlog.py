@@ -59,8 +59,13 @@ def test_an_unreadable_row_is_skipped_with_a_warning():
 
 def test_ipyimagine_history_from_the_shell(session, tmp_path):
     gen = session.imagine(Request("a purple triangle", seed=4))
-    done = subprocess.run([sys.executable, "-m", "ipyimagine", "history", "--export", str(tmp_path / "all.json")],
-                          capture_output=True, text=True, env=os.environ.copy(), timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "ipyimagine", "history", "--export", str(tmp_path / "all.json")],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert "a purple triangle" in done.stdout and "wrote 1 entries" in done.stdout
     assert json.loads((tmp_path / "all.json").read_text())[0]["id"] == gen.id

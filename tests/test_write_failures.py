@@ -73,8 +73,14 @@ def test_save_to_a_full_disk_leaves_no_partial_file(shell, tmp_path):
 
 
 def test_the_cli_says_in_one_line_when_it_cannot_write(tiny_model, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "ipyimagine", "a red circle", "--model", tiny_model, "--steps", "2",
-                           "-o", "/proc/ipyimagine-x/out.png"], capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "ipyimagine", "a red circle", "--model", tiny_model, "--steps", "2", "-o", "/proc/ipyimagine-x/out.png"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("ipyimagine: ")
 
@@ -88,8 +94,12 @@ def test_a_locked_log_does_not_hold_the_picture_back(shell):
         gen, captured = run(shell, "--seed 5 --steps 2")
         waited = time.perf_counter() - started
     assert shown(captured) and waited < 10
-    assert any(n.startswith("Not logged yet: the history log at") and "locked by another process" in n
-               and n.endswith("the entry is logged with the next picture this kernel makes.") for n in gen.notes)
+    assert any(
+        n.startswith("Not logged yet: the history log at")
+        and "locked by another process" in n
+        and n.endswith("the entry is logged with the next picture this kernel makes.")
+        for n in gen.notes
+    )
     later, _ = run(shell, "--seed 6 --steps 2")  # the lock is gone: both entries reach the log
     assert {later.id, gen.id} <= {r["id"] for r in userlog.read_records(limit=5)}
 
@@ -103,4 +113,3 @@ def test_cache_clear_deletes_only_what_the_cache_wrote(shell, tmp_path, monkeypa
     with capture_output() as captured:
         shell.run_line_magic("imagine", "cache clear")
     assert "removed" in captured.stdout and (photos / "holiday.jpg").read_bytes() == b"a picture the user made"
-

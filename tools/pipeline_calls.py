@@ -16,11 +16,33 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parent.parent / "src" / "ipyimagine" / "renderers" / "pipeline_calls.json"
 NOT_TEXT_TO_IMAGE = ("image", "mask_image", "control_image", "video", "audio", "image_embeds")
 # The parameters the family reader and resolve ask about (the render itself reads the live pipeline's signature).
-ASKED = ("negative_prompt", "guidance_scale", "true_cfg_scale", "callback_on_step_end", "prior_callback_on_step_end", "callback",
-         "callback_steps", "height", "width", "num_inference_steps", "max_sequence_length", "prior_num_inference_steps",
-         "intermediate_timesteps", "use_resolution_binning", "sigmas")
-KEPT_DEFAULTS = ("height", "width", "num_inference_steps", "guidance_scale", "true_cfg_scale", "max_sequence_length",
-                 "prior_num_inference_steps", "prior_guidance_scale")
+ASKED = (
+    "negative_prompt",
+    "guidance_scale",
+    "true_cfg_scale",
+    "callback_on_step_end",
+    "prior_callback_on_step_end",
+    "callback",
+    "callback_steps",
+    "height",
+    "width",
+    "num_inference_steps",
+    "max_sequence_length",
+    "prior_num_inference_steps",
+    "intermediate_timesteps",
+    "use_resolution_binning",
+    "sigmas",
+)
+KEPT_DEFAULTS = (
+    "height",
+    "width",
+    "num_inference_steps",
+    "guidance_scale",
+    "true_cfg_scale",
+    "max_sequence_length",
+    "prior_num_inference_steps",
+    "prior_guidance_scale",
+)
 
 
 def describe(pipeline_class) -> dict | None:
@@ -30,8 +52,7 @@ def describe(pipeline_class) -> dict | None:
         return None
     if "prompt" not in parameters:
         return None
-    required = [n for n, p in parameters.items() if p.default is inspect.Parameter.empty and n != "self"
-                and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    required = [n for n, p in parameters.items() if p.default is inspect.Parameter.empty and n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     if any(n in NOT_TEXT_TO_IMAGE for n in required):
         return None
     defaults = {}

@@ -42,8 +42,12 @@ def build_tokenizer(folder: Path):
     bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
     bpe.pre_tokenizer = pre_tokenizers.Whitespace()
     trainer = trainers.BpeTrainer(
-        vocab_size=10_000, min_frequency=1, special_tokens=[BOS, EOS],
-        initial_alphabet=alphabet, end_of_word_suffix="</w>", show_progress=False,
+        vocab_size=10_000,
+        min_frequency=1,
+        special_tokens=[BOS, EOS],
+        initial_alphabet=alphabet,
+        end_of_word_suffix="</w>",
+        show_progress=False,
     )
     bpe.train_from_iterator([" ".join(words)] * 4, trainer)
     learned = json.loads(bpe.to_str())["model"]
@@ -76,8 +80,15 @@ def build_text_encoder(vocab_size: int):
     from transformers import CLIPTextConfig, CLIPTextModel
 
     config = CLIPTextConfig(
-        vocab_size=vocab_size, hidden_size=128, intermediate_size=512, num_hidden_layers=3,
-        num_attention_heads=4, max_position_embeddings=MAX_TOKENS, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+        vocab_size=vocab_size,
+        hidden_size=128,
+        intermediate_size=512,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        max_position_embeddings=MAX_TOKENS,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
         projection_dim=128,
     )
     return CLIPTextModel(config)
@@ -87,9 +98,15 @@ def build_vae():
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4,
-        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(16, 32, 64), layers_per_block=1, norm_num_groups=8, sample_size=64,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(16, 32, 64),
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=64,
     )
 
 
@@ -97,11 +114,17 @@ def build_unet():
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(
-        sample_size=16, in_channels=4, out_channels=4,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        block_out_channels=(48, 96, 128), layers_per_block=1, norm_num_groups=16,
-        cross_attention_dim=128, attention_head_dim=8, addition_embed_type="text",
+        block_out_channels=(48, 96, 128),
+        layers_per_block=1,
+        norm_num_groups=16,
+        cross_attention_dim=128,
+        attention_head_dim=8,
+        addition_embed_type="text",
     )
 
 

@@ -32,12 +32,16 @@ def eval_sets(quick: bool) -> tuple[list[scenes.Scene], list[scenes.Scene], list
     held_out = sorted(scenes.held_out_combinations())
     seen = sorted(set(scenes.all_combinations()) - set(held_out))
     if quick:
-        return ([scenes.random_scene(rng, c) for c in rng.sample(held_out, 12)],
-                [scenes.random_scene(rng, c) for c in rng.sample(seen, 12)],
-                [scenes.random_scene(rng, c) for c in rng.sample(seen, 4)])
-    return ([scenes.random_scene(rng, c) for c in held_out for _ in range(2)],
-            [scenes.random_scene(rng, c) for c in rng.sample(seen, 60)],
-            [scenes.random_scene(rng, c) for c in rng.sample(held_out + seen, 25)])
+        return (
+            [scenes.random_scene(rng, c) for c in rng.sample(held_out, 12)],
+            [scenes.random_scene(rng, c) for c in rng.sample(seen, 12)],
+            [scenes.random_scene(rng, c) for c in rng.sample(seen, 4)],
+        )
+    return (
+        [scenes.random_scene(rng, c) for c in held_out for _ in range(2)],
+        [scenes.random_scene(rng, c) for c in rng.sample(seen, 60)],
+        [scenes.random_scene(rng, c) for c in rng.sample(held_out + seen, 25)],
+    )
 
 
 def render(renderer, model, caption: str, seeds: tuple[int, ...], steps: int, guidance: float | None):
@@ -106,8 +110,10 @@ def evaluate(model: str | None = None, quick: bool = False, steps: int = 20, gui
         "captions_all_four_seeds_same": all_same,
         "centre_moves_px": round(float(np.mean([s[0] for s in rendered_spread])), 1),
         "width_std_px": round(float(np.mean([s[1] for s in rendered_spread])), 1),
-        "training_data": {"centre_moves_px": round(float(np.mean([s[0] for s in data_spread])), 1),
-                          "width_std_px": round(float(np.mean([s[1] for s in data_spread])), 1)},
+        "training_data": {
+            "centre_moves_px": round(float(np.mean([s[0] for s in data_spread])), 1),
+            "width_std_px": round(float(np.mean([s[1] for s in data_spread])), 1),
+        },
     }
     total = sum(r["renders"] for r in (results["held_out"], results["seen"])) + 4 * len(variety)
     used_guidance = guidance if guidance is not None else renderer.default_guidance(model)

@@ -75,14 +75,7 @@ class Scene:
 
 
 def all_combinations() -> list[tuple[str, str, str, str]]:
-    return [
-        (colour, shape, place, background)
-        for colour in COLOURS
-        for shape in SHAPES
-        for place in PLACES
-        for background in COLOURS
-        if background != colour
-    ]
+    return [(colour, shape, place, background) for colour in COLOURS for shape in SHAPES for place in PLACES for background in COLOURS if background != colour]
 
 
 def held_out_combinations() -> set[tuple[str, str, str, str]]:
@@ -92,13 +85,17 @@ def held_out_combinations() -> set[tuple[str, str, str, str]]:
     return set(combos[: len(combos) // 10])
 
 
-def random_scene(rng: random.Random, combination: tuple[str, str, str, str] | None = None,
-                 sizes: tuple[int, int] = OBJECT_SIZES, jitter: int = JITTER) -> Scene:
+def random_scene(
+    rng: random.Random, combination: tuple[str, str, str, str] | None = None, sizes: tuple[int, int] = OBJECT_SIZES, jitter: int = JITTER
+) -> Scene:
     if combination is None:
         combination = rng.choice(all_combinations())
     colour, shape, place, background = combination
     return Scene(
-        colour, shape, place, background,
+        colour,
+        shape,
+        place,
+        background,
         size=rng.randint(*sizes),
         dx=rng.randint(-jitter, jitter),
         dy=rng.randint(-jitter, jitter),

@@ -37,11 +37,44 @@ SEED = 20261123
 
 # Words the model must learn to ignore: what prompt expanders and style presets add.
 DISTRACTORS = (
-    "photo", "photograph", "digital art", "painting", "illustration", "highly detailed", "sharp focus", "4k",
-    "cinematic lighting", "soft light", "minimalist", "flat design", "vector art", "centered composition",
-    "vibrant colors", "clean lines", "studio lighting", "masterpiece", "best quality", "simple", "geometric",
-    "blurry", "low quality", "deformed", "watermark", "text", "ugly", "bad anatomy", "noisy", "jpeg artifacts",
-    "oil on canvas", "watercolor", "pastel", "wide shot", "close-up", "symmetrical", "bold", "graphic",
+    "photo",
+    "photograph",
+    "digital art",
+    "painting",
+    "illustration",
+    "highly detailed",
+    "sharp focus",
+    "4k",
+    "cinematic lighting",
+    "soft light",
+    "minimalist",
+    "flat design",
+    "vector art",
+    "centered composition",
+    "vibrant colors",
+    "clean lines",
+    "studio lighting",
+    "masterpiece",
+    "best quality",
+    "simple",
+    "geometric",
+    "blurry",
+    "low quality",
+    "deformed",
+    "watermark",
+    "text",
+    "ugly",
+    "bad anatomy",
+    "noisy",
+    "jpeg artifacts",
+    "oil on canvas",
+    "watercolor",
+    "pastel",
+    "wide shot",
+    "close-up",
+    "symmetrical",
+    "bold",
+    "graphic",
 )
 
 log = logging.getLogger("train")
@@ -76,6 +109,7 @@ def training_caption(scene: scenes.Scene, rng: random.Random) -> str:
 
 # ----------------------------------------------------------------------------------------- data
 
+
 def make_pool(n: int, seed: int, variety: dict) -> tuple[list[scenes.Scene], np.ndarray]:
     rng = random.Random(seed)
     held_out = scenes.held_out_combinations()
@@ -96,6 +130,7 @@ def to_uint8(tensor) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------- checkpoint
+
 
 def save_checkpoint(state: dict, models: dict, optimizer=None) -> None:
     """Weights as safetensors (committed); optimizer moments as a local .pt (not committed, recreated if absent)."""
@@ -131,6 +166,7 @@ def read_state() -> dict:
 
 
 # ----------------------------------------------------------------------------------------- stage 1: VAE
+
 
 def edge_weight(x):
     """1 on flat areas, 5 along edges: the outline is what tells a square from a circle."""
@@ -193,6 +229,7 @@ def train_vae(vae, images: np.ndarray, state: dict, deadline: float) -> None:
 
 # ----------------------------------------------------------------------------------------- stage 3: diffusion
 
+
 def snr_weight(scheduler, timesteps, gamma: float):
     """Weight on the v-loss: min(SNR+1, gamma)/(SNR+1).
 
@@ -243,7 +280,8 @@ def train_diffusion(parts: dict, latents, pool: list, state: dict, deadline: flo
     scheduler = components.build_train_scheduler()
     opt = torch.optim.AdamW(
         [{"params": unet.parameters(), "lr": 1e-3}, {"params": text_encoder.parameters(), "lr": 1e-3}],
-        betas=(0.9, 0.99), weight_decay=0.01,
+        betas=(0.9, 0.99),
+        weight_decay=0.01,
     )
     if (CHECKPOINT / "optimizer.pt").exists() and state["step"] > 0:
         opt.load_state_dict(torch.load(CHECKPOINT / "optimizer.pt"))
@@ -283,8 +321,14 @@ def train_diffusion(parts: dict, latents, pool: list, state: dict, deadline: flo
         if state["step"] % 50 == 0:
             elapsed = time.time() - t0
             state["seconds"] += elapsed
-            log.info("step %d loss %.4f lr %.2g (%.2f s/step, %.1f min trained)",
-                     state["step"], np.mean(losses), opt.param_groups[0]["lr"], elapsed / 50, state["seconds"] / 60)
+            log.info(
+                "step %d loss %.4f lr %.2g (%.2f s/step, %.1f min trained)",
+                state["step"],
+                np.mean(losses),
+                opt.param_groups[0]["lr"],
+                elapsed / 50,
+                state["seconds"] / 60,
+            )
             losses, t0 = [], time.time()
         if time.time() - last_eval > eval_every_s:
             figures = evaluate_in_training(parts)
@@ -304,6 +348,7 @@ def checkpoint_models(parts: dict) -> dict:
 
 # ----------------------------------------------------------------------------------------- evaluation
 
+
 def score(readings: list, truths: list) -> dict:
     n = len(truths)
     return {
@@ -318,9 +363,15 @@ def assemble_pipeline(parts: dict, ema: bool = True):
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline(
-        vae=parts["vae"], text_encoder=parts["text_encoder_ema" if ema else "text_encoder"], tokenizer=parts["tokenizer"],
-        unet=parts["unet_ema" if ema else "unet"], scheduler=components.build_sampling_scheduler(),
-        safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False,
+        vae=parts["vae"],
+        text_encoder=parts["text_encoder_ema" if ema else "text_encoder"],
+        tokenizer=parts["tokenizer"],
+        unet=parts["unet_ema" if ema else "unet"],
+        scheduler=components.build_sampling_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        image_encoder=None,
+        requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -336,13 +387,18 @@ def evaluate_in_training(parts: dict, n: int = 48) -> dict:
     parts["unet_ema"].eval(), parts["text_encoder_ema"].eval()
     with torch.no_grad():
         images = pipe(
-            [scenes.caption(s) for s in truths], height=64, width=64, num_inference_steps=20, guidance_scale=RECOMMENDED_GUIDANCE,
+            [scenes.caption(s) for s in truths],
+            height=64,
+            width=64,
+            num_inference_steps=20,
+            guidance_scale=RECOMMENDED_GUIDANCE,
             generator=[torch.Generator().manual_seed(i) for i in range(n)],
         ).images
     return score([scenes.analyse(im) for im in images], truths)
 
 
 # ----------------------------------------------------------------------------------------- export
+
 
 def export(parts: dict, state: dict) -> Path:
     """Write the plain StableDiffusionPipeline folder that ships in the package (fp16 safetensors)."""
@@ -359,14 +415,16 @@ def export(parts: dict, state: dict) -> Path:
     if card_text is not None:
         card.write_text(card_text)
     pipe.to(torch.float32)
-    (EXPORT / "vocabulary.json").write_text(json.dumps(
-        {"colours": list(scenes.COLOURS), "shapes": list(scenes.SHAPES), "places": list(scenes.PLACES), "words": scenes.vocabulary()}, indent=1))
+    (EXPORT / "vocabulary.json").write_text(
+        json.dumps({"colours": list(scenes.COLOURS), "shapes": list(scenes.SHAPES), "places": list(scenes.PLACES), "words": scenes.vocabulary()}, indent=1)
+    )
     (EXPORT / "recommended.json").write_text(json.dumps({"guidance": RECOMMENDED_GUIDANCE}) + "\n")
     (EXPORT / "training_state.json").write_text(json.dumps({k: state[k] for k in ("vae_step", "step", "seconds")}, indent=1))
     return EXPORT
 
 
 # ----------------------------------------------------------------------------------------- main
+
 
 def build_parts(state: dict) -> dict:
     import copy
@@ -406,16 +464,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-every", type=float, default=10, help="minutes between caption-following checks")
     parser.add_argument("--until-step", type=int, default=0, help="stop (after a checkpoint) at this diffusion step")
     parser.add_argument("--export-only", action="store_true")
-    parser.add_argument("--anneal-steps", type=int, default=0,
-                        help="start an anneal phase now: cosine learning-rate decay over this many steps (kept in the checkpoint)")
-    parser.add_argument("--wide-variety", action="store_true",
-                        help="from now on train on the full world of scenes.py (phase 1 used a narrower one; kept in the checkpoint)")
+    parser.add_argument(
+        "--anneal-steps", type=int, default=0, help="start an anneal phase now: cosine learning-rate decay over this many steps (kept in the checkpoint)"
+    )
+    parser.add_argument(
+        "--wide-variety", action="store_true", help="from now on train on the full world of scenes.py (phase 1 used a narrower one; kept in the checkpoint)"
+    )
     parser.add_argument("--gamma", type=float, default=None, help="cap of the loss weight (kept in the checkpoint; 5 in phase 1)")
     args = parser.parse_args(argv)
 
     LOG.parent.mkdir(exist_ok=True)
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(message)s",
+        level=logging.INFO,
+        format="%(asctime)s %(message)s",
         handlers=[logging.FileHandler(LOG), logging.StreamHandler()],
     )
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -445,7 +506,7 @@ def main(argv: list[str] | None = None) -> None:
     vae = parts["vae"].eval()
     started = time.time()
     with torch.no_grad():
-        latents = torch.cat([vae.encode(to_tensor(images[i:i + 256])).latent_dist.mean for i in range(0, len(images), 256)])
+        latents = torch.cat([vae.encode(to_tensor(images[i : i + 256])).latent_dist.mean for i in range(0, len(images), 256)])
     if "scaling_factor" not in state:
         state["scaling_factor"] = round(1.0 / latents.std().item(), 5)
         vae.register_to_config(scaling_factor=state["scaling_factor"])

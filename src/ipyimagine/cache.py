@@ -44,8 +44,7 @@ def key_of(kind: str, fields: dict) -> str:
 
 def folder_fingerprint(folder: Path) -> str:
     """A cheap stand-in for hashing local weights: names, sizes and times of the weight files."""
-    parts = [f"{p.relative_to(folder)}:{p.stat().st_size}:{int(p.stat().st_mtime)}"
-             for p in sorted(folder.rglob("*")) if p.suffix in (".safetensors", ".json")]
+    parts = [f"{p.relative_to(folder)}:{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in sorted(folder.rglob("*")) if p.suffix in (".safetensors", ".json")]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -167,9 +166,9 @@ class Cache:
         for subfolder in subfolders:
             try:
                 with os.scandir(subfolder.path) as files:
-                    found += [Path(f.path) for f in files
-                              if _ENTRY_NAME.fullmatch(f.name) and f.name.startswith(subfolder.name)
-                              and f.is_file(follow_symlinks=False)]
+                    found += [
+                        Path(f.path) for f in files if _ENTRY_NAME.fullmatch(f.name) and f.name.startswith(subfolder.name) and f.is_file(follow_symlinks=False)
+                    ]
             except OSError:  # removed or unreadable since it was listed
                 continue
         return found

@@ -24,9 +24,12 @@ def build_parser() -> UsageParser:
         "'ipyimagine backends' lists what can render here; 'ipyimagine history' what was made.",
     )
     parser.add_argument("idea", help="what to picture, e.g. 'a red circle on a blue background'")
-    parser.add_argument("-o", "--output", metavar="FILE",
-                        help="PNG file to write, or an existing folder to write into (image i of a batch goes to FILE-i.png); "
-                             "default imagine-SEED.png")
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="PNG file to write, or an existing folder to write into (image i of a batch goes to FILE-i.png); default imagine-SEED.png",
+    )
     parser.add_argument("--native", action="store_true", help="save the model's own pixels instead of the enlarged view of small images")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress and no caption")
     add_arguments(parser)
@@ -75,8 +78,10 @@ def history_main(argv: list[str]) -> int:
             found = userlog.read_records(grep=None, limit=None) if args.grep else userlog.read_records(limit=args.limit)
             total = userlog.count_records()
         except sqlite3.Error as error:
-            raise RequestError(f"The history log at {userlog.default_path()} cannot be read ({error}); move it aside to start a "
-                               "new one (the pictures in your notebooks keep their own records).") from None
+            raise RequestError(
+                f"The history log at {userlog.default_path()} cannot be read ({error}); move it aside to start a "
+                "new one (the pictures in your notebooks keep their own records)."
+            ) from None
         numbered = [(str(total - i), r) for i, r in enumerate(found)][::-1]  # oldest 1 here too
         where, source = str(userlog.default_path()), "log"
     chosen = [(n, r) for n, r in reversed(numbered) if matches(r, args.grep)][: args.limit]
@@ -136,9 +141,13 @@ def render_main(argv: list[str]) -> int:
     if progress:
         progress.start("expanding the idea, loading the model and rendering")
     try:
-        result = default_session().run(request, on_step=progress.step if progress else None,
-                                       on_notice=progress.notice if progress else None, on_preview=frames,
-                                       on_status=progress.status if progress else None)
+        result = default_session().run(
+            request,
+            on_step=progress.step if progress else None,
+            on_notice=progress.notice if progress else None,
+            on_preview=frames,
+            on_status=progress.status if progress else None,
+        )
     finally:
         if progress:
             progress.close()
@@ -154,8 +163,10 @@ def render_main(argv: list[str]) -> int:
             for index, (image, path) in enumerate(zip(result.images, output_paths(args.output, [str(s) for s in result.seeds]))):
                 written.append(save_png(image if args.native else enlarged(image), path, record, index))
     except OSError as error:  # the picture is made: say where it still is, and which file could not be written
-        raise RequestError(f"The picture was made but could not be written to {str(path)!r} ({error.strerror or type(error).__name__}); "
-                           "it is in the cache and the history (ipyimagine history).") from None
+        raise RequestError(
+            f"The picture was made but could not be written to {str(path)!r} ({error.strerror or type(error).__name__}); "
+            "it is in the cache and the history (ipyimagine history)."
+        ) from None
     caption = result.caption()
     if not args.quiet:
         for path in written:

@@ -34,43 +34,71 @@ class _Settings(Configurable):
     device = Unicode("auto", help="Where local models run: 'auto' (cuda, then mps, then cpu), 'cuda', 'mps' or 'cpu'.").tag(config=True)
     threads = CInt(0, help="CPU threads for local rendering; 0 leaves PyTorch's default.").tag(config=True)
     expander_model = Unicode("gpt-5.4-mini", help="Chat model of the openai expander (for Ollama, e.g. 'llama3.2').").tag(config=True)
-    expander_temperature = CFloat(None, allow_none=True,
-                                  help="Temperature for the openai expander; None: not sent (the server's default).").tag(config=True)
-    openai_image_model = Unicode("", help="Default model of the openai renderer; empty: the newest live GPT image model the "
-                                          "server lists (gpt-image-2 first), asked once per kernel.").tag(config=True)
-    openai_hosts = List(Unicode(), default_value=["api.openai.com"], help="Hosts that are OpenAI itself (add a proxy that passes "
-                        "requests on unchanged): OpenAI's model table, shutdown dates, billing and streaming apply there.").tag(config=True)
-    preview_paid = Bool(False, help="Stream partial images as previews from paid image APIs (OpenAI bills each one) even when the "
-                                    "cell does not ask with --preview N.").tag(config=True)
-    openai_image_urls_anywhere = Bool(False, help="Let the openai renderer read image addresses a server answers with on other "
-                                                  "hosts than its own (http(s) only, size-capped).").tag(config=True)
+    expander_temperature = CFloat(None, allow_none=True, help="Temperature for the openai expander; None: not sent (the server's default).").tag(config=True)
+    openai_image_model = Unicode(
+        "", help="Default model of the openai renderer; empty: the newest live GPT image model the server lists (gpt-image-2 first), asked once per kernel."
+    ).tag(config=True)
+    openai_hosts = List(
+        Unicode(),
+        default_value=["api.openai.com"],
+        help="Hosts that are OpenAI itself (add a proxy that passes "
+        "requests on unchanged): OpenAI's model table, shutdown dates, billing and streaming apply there.",
+    ).tag(config=True)
+    preview_paid = Bool(
+        False, help="Stream partial images as previews from paid image APIs (OpenAI bills each one) even when the cell does not ask with --preview N."
+    ).tag(config=True)
+    openai_image_urls_anywhere = Bool(
+        False, help="Let the openai renderer read image addresses a server answers with on other hosts than its own (http(s) only, size-capped)."
+    ).tag(config=True)
     openai_quality = Unicode("low", help="Default quality of the openai renderer: low, medium, high or auto.").tag(config=True)
     openai_timeout = CFloat(60.0, help="Seconds to wait for an expansion before giving up.").tag(config=True)
     openai_image_timeout = CFloat(180.0, help="Seconds to wait for an image request before giving up.").tag(config=True)
     openai_max_retries = CInt(2, help="Retries after a failed OpenAI request (429, 5xx, connection errors).").tag(config=True)
-    log = Bool(True, help="Also keep every generation in the user log (SQLite in the user data directory, or IPYIMAGINE_HOME), "
-                          "which `ipyimagine history` reads.").tag(config=True)
-    cache_size_mb = CInt(500, help="Size cap of the cache (IPYIMAGINE_CACHE, else the user cache directory); "
-                                   "the least recently used entries go first.").tag(config=True)
-    offload = Unicode("none", help="Memory mode of local models on a GPU: 'none' (all on the device), 'model' (each part moves to "
-                                   "the GPU when used), 'sequential' (layer by layer: least memory, slowest) or 'group'.").tag(config=True)
-    quantize = Unicode("none", help="Load local models quantized to save GPU memory: 'none', 'bnb-4bit', 'bnb-8bit' (bitsandbytes) "
-                                    "or 'torchao-int8' (torchao), where that library is installed.").tag(config=True)
-    single_file_config = Unicode("", help="For --model FILE.safetensors (a single-file checkpoint): a local diffusers folder (or a "
-                                          "hub id in the local cache) of the same family, whose configs describe the file.").tag(config=True)
-    preview_decoder = Unicode("", help="A tiny autoencoder (AutoencoderTiny: TAESD, TAESDXL, TAESD3, TAEF1) for previews of local "
-                                       "models: a local folder, or a hub id in the Hugging Face cache; empty: the cheapest "
-                                       "built-in decoder (the model's own small VAE, or a linear latent-to-RGB map).").tag(config=True)
+    log = Bool(
+        True, help="Also keep every generation in the user log (SQLite in the user data directory, or IPYIMAGINE_HOME), which `ipyimagine history` reads."
+    ).tag(config=True)
+    cache_size_mb = CInt(500, help="Size cap of the cache (IPYIMAGINE_CACHE, else the user cache directory); the least recently used entries go first.").tag(
+        config=True
+    )
+    offload = Unicode(
+        "none",
+        help="Memory mode of local models on a GPU: 'none' (all on the device), 'model' (each part moves to "
+        "the GPU when used), 'sequential' (layer by layer: least memory, slowest) or 'group'.",
+    ).tag(config=True)
+    quantize = Unicode(
+        "none",
+        help="Load local models quantized to save GPU memory: 'none', 'bnb-4bit', 'bnb-8bit' (bitsandbytes) "
+        "or 'torchao-int8' (torchao), where that library is installed.",
+    ).tag(config=True)
+    single_file_config = Unicode(
+        "",
+        help="For --model FILE.safetensors (a single-file checkpoint): a local diffusers folder (or a "
+        "hub id in the local cache) of the same family, whose configs describe the file.",
+    ).tag(config=True)
+    preview_decoder = Unicode(
+        "",
+        help="A tiny autoencoder (AutoencoderTiny: TAESD, TAESDXL, TAESD3, TAEF1) for previews of local "
+        "models: a local folder, or a hub id in the Hugging Face cache; empty: the cheapest "
+        "built-in decoder (the model's own small VAE, or a linear latent-to-RGB map).",
+    ).tag(config=True)
     server_timeout = CFloat(600.0, help="Seconds to wait for a server backend (a1111, comfyui, hf) to answer a render.").tag(config=True)
-    hf_provider = Unicode("auto", help="Hugging Face Inference Provider for the hf backend: 'auto' or a named one "
-                                       "(fal-ai, hf-inference, replicate, together, ...). The token is read from HF_TOKEN.").tag(config=True)
+    hf_provider = Unicode(
+        "auto",
+        help="Hugging Face Inference Provider for the hf backend: 'auto' or a named one "
+        "(fal-ai, hf-inference, replicate, together, ...). The token is read from HF_TOKEN.",
+    ).tag(config=True)
     server_concurrency = CInt(1, help="Renders sent to each server of a pool at once.").tag(config=True)
-    max_pixels = CInt(None, allow_none=True, help="Largest picture (width x height) a cell may ask for; None: no cap below "
-                                                  "ipyimagine's own 2048x2048.").tag(config=True)
-    trust_notebook_workflows = Bool(False, help="Let `%imagine rerun` send a ComfyUI workflow recorded in a notebook that this "
-                                                 "kernel did not write without asking for --yes (a graph can run any node).").tag(config=True)
-    allow_download = Bool(True, help="Let the diffusers backend download a model id that is not in the local cache "
-                                     "(ignored when HF_HUB_OFFLINE=1).").tag(config=True)
+    max_pixels = CInt(None, allow_none=True, help="Largest picture (width x height) a cell may ask for; None: no cap below ipyimagine's own 2048x2048.").tag(
+        config=True
+    )
+    trust_notebook_workflows = Bool(
+        False,
+        help="Let `%imagine rerun` send a ComfyUI workflow recorded in a notebook that this "
+        "kernel did not write without asking for --yes (a graph can run any node).",
+    ).tag(config=True)
+    allow_download = Bool(True, help="Let the diffusers backend download a model id that is not in the local cache (ignored when HF_HUB_OFFLINE=1).").tag(
+        config=True
+    )
 
     def check(self) -> None:
         """Each setting that could make a later step fail, checked at first use with one sentence naming it."""

@@ -102,6 +102,8 @@ def settings_line(gen) -> str:
     else:
         parts.append(f"{gen.timings.get('total', 0):.1f} s" + (f" ({cached} from the cache)" if cached else ""))
     return " · ".join(str(part) for part in parts)
+
+
 def plain_caption(gen) -> str:
     lines = [f"idea: {gen.idea.strip()}"]
     if gen.prompt != gen.idea.strip():
@@ -170,8 +172,10 @@ class BatchSheet:
         made = sum(len(g.images) for g in self.generations)
         shown = sum(len(g.images) for g in self.shown)
         where = "%imagine history and the user log (ipyimagine history)" if self.logged else "%imagine history"
-        return (f"batch: {made:,} pictures for {len(self.generations):,} of {self.ideas:,} ideas, {self.seconds:.1f} s; the latest "
-                f"{min(shown, BATCH_SHOWN)} are shown, and every entry is in {where}")
+        return (
+            f"batch: {made:,} pictures for {len(self.generations):,} of {self.ideas:,} ideas, {self.seconds:.1f} s; the latest "
+            f"{min(shown, BATCH_SHOWN)} are shown, and every entry is in {where}"
+        )
 
     def _notes(self) -> list[str]:
         more = len(self.notes) - BATCH_NOTES
@@ -185,8 +189,10 @@ class BatchSheet:
         e = html.escape
         first = self.generations[0]
         notes = "".join(f"<div style='color:#a60'>{e(n)}</div>" for n in self._notes())
-        return (f"<div class='ipyimagine-caption' style='font-size:0.9em;line-height:1.4'><b>{e(self.describe())}</b>"
-                f"<div style='color:#666'>{e(first.backend)} · {e(str(first.model))}</div>{notes}</div>")
+        return (
+            f"<div class='ipyimagine-caption' style='font-size:0.9em;line-height:1.4'><b>{e(self.describe())}</b>"
+            f"<div style='color:#666'>{e(first.backend)} · {e(str(first.model))}</div>{notes}</div>"
+        )
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         from .notebook import output_metadata
@@ -195,6 +201,7 @@ class BatchSheet:
         buffer = io.BytesIO()
         sheet.save(buffer, format="PNG")
         data = {"image/png": base64.b64encode(buffer.getvalue()).decode("ascii"), "text/plain": self.caption()}
-        metadata = output_metadata("batch", [g.record() for g in self.shown], [thumbnail_b64(g.image) for g in self.shown],
-                                   made=len(self.generations), ideas=self.ideas)
+        metadata = output_metadata(
+            "batch", [g.record() for g in self.shown], [thumbnail_b64(g.image) for g in self.shown], made=len(self.generations), ideas=self.ideas
+        )
         return data, {"image/png": {"width": sheet.width, "height": sheet.height}, **metadata}

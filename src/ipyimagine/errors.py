@@ -57,7 +57,6 @@ class Refused(BackendError):
 
 
 class Cancelled(ImagineError):
-    def __init__(self, message: str = "Render cancelled.", step: int | None = None, total: int | None = None,
-                 done: tuple = ()):
+    def __init__(self, message: str = "Render cancelled.", step: int | None = None, total: int | None = None, done: tuple = ()):
         super().__init__(message)
         self.step, self.total, self.done = step, total, tuple(done)

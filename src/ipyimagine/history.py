@@ -8,8 +8,7 @@ from pathlib import Path
 
 from .errors import RequestError
 
-CSV_COLUMNS = ["id", "created", "idea", "prompt", "negative_prompt", "seed", "width", "height", "steps", "guidance",
-               "sampler", "backend", "model", "expander"]
+CSV_COLUMNS = ["id", "created", "idea", "prompt", "negative_prompt", "seed", "width", "height", "steps", "guidance", "sampler", "backend", "model", "expander"]
 
 
 def matches(record: dict, grep: str | None) -> bool:
@@ -36,9 +35,22 @@ def export(records: list[dict], path: Path) -> Path:
             for r in records:
                 p = r.get("params") or {}
                 for seed in r.get("seeds") or []:
-                    row = [r.get("id"), r.get("created"), r.get("idea"), r.get("prompt"), r.get("negative_prompt"), seed,
-                           p.get("width"), p.get("height"), p.get("steps"), p.get("guidance"), p.get("scheduler"),
-                           r.get("backend"), r.get("model"), (r.get("expander") or {}).get("name")]
+                    row = [
+                        r.get("id"),
+                        r.get("created"),
+                        r.get("idea"),
+                        r.get("prompt"),
+                        r.get("negative_prompt"),
+                        seed,
+                        p.get("width"),
+                        p.get("height"),
+                        p.get("steps"),
+                        p.get("guidance"),
+                        p.get("scheduler"),
+                        r.get("backend"),
+                        r.get("model"),
+                        (r.get("expander") or {}).get("name"),
+                    ]
                     writer.writerow([spreadsheet_safe(v) for v in row])
     else:
         raise RequestError(f"--export takes a .json or .csv file name, got {str(path)!r}.")

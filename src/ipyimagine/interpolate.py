@@ -63,8 +63,9 @@ def interpolate(text: str, namespace: dict) -> tuple[str, list[str]]:
                 text = None
             if text is not None:
                 if any(secret in text for secret in in_use):
-                    raise RequestError(f"{whole} holds a secret in use (an API key, token or password); it is not put into "
-                                       "the prompt. Name the value you mean instead.")
+                    raise RequestError(
+                        f"{whole} holds a secret in use (an API key, token or password); it is not put into the prompt. Name the value you mean instead."
+                    )
                 return text
         unresolved.append(whole)
         return whole

@@ -23,7 +23,7 @@ SUBCOMMANDS = {
     "history": "what was made, newest first, with thumbnails: [--grep TEXT] [--limit N] [--export FILE.json|.csv]",
     "rerun": "make entry N (or the image in a PNG file) again: rerun N|PATH [--seed S --steps N ...] to remix",
     "batch": "one picture for each idea in a file (one idea a line), spread over the servers of a pool, with progress; more than "
-             "12 ideas show a sheet of the latest pictures and a count (every entry is in history): batch FILE [options]",
+    "12 ideas show a sheet of the latest pictures and a count (every entry is in history): batch FILE [options]",
     "cache": "how much the cache holds; `%imagine cache clear` empties it",
     "backends": "each renderer and expander, whether it can run here, and why not",
     "styles": "the style presets for --style",
@@ -92,9 +92,16 @@ class ImagineMagics(Magics):
             request = Request.from_options(idea, **given)
         if args.interactive:
             return self._panel(request, args.out)
-        self._show(lambda progress: self.session.run(request, on_step=progress.step, on_notice=progress.notice,
-                                                     on_preview=getattr(progress, "preview", None),
-                                                     on_status=getattr(progress, "status", None)), out=args.out)
+        self._show(
+            lambda progress: self.session.run(
+                request,
+                on_step=progress.step,
+                on_notice=progress.notice,
+                on_preview=getattr(progress, "preview", None),
+                on_status=getattr(progress, "status", None),
+            ),
+            out=args.out,
+        )
 
     def _panel(self, request: Request, out: str | None):
         """The panel is shown at once, with its progress; the cell then waits for the first picture, so a saved notebook
@@ -139,9 +146,7 @@ class ImagineMagics(Magics):
             print(ImagineMagics.imagine.__doc__)
             print("Commands: " + "; ".join(f"%imagine {name}: {text}" for name, text in SUBCOMMANDS.items()))
             return None
-        raise UsageError(
-            f"Unknown command %imagine {command!r}; use one of: {', '.join(SUBCOMMANDS)} (or %%imagine as a cell magic to render an idea)."
-        )
+        raise UsageError(f"Unknown command %imagine {command!r}; use one of: {', '.join(SUBCOMMANDS)} (or %%imagine as a cell magic to render an idea).")
 
     def _batch(self, arguments: str):
         args, given = _line_options("%imagine batch", "file", "a text file with one idea a line", arguments)
@@ -161,9 +166,11 @@ class ImagineMagics(Magics):
                 return made
             return [BatchSheet(made, len(requests), time.perf_counter() - started, logged=self.session.config.log)]
 
-        self._show(lambda progress: self.session.batch(requests, on_step=progress.step, on_notice=progress.notice,
-                                                       on_each=_batch_progress(progress)),
-                   interrupted="the batch stopped", present=present)
+        self._show(
+            lambda progress: self.session.batch(requests, on_step=progress.step, on_notice=progress.notice, on_each=_batch_progress(progress)),
+            interrupted="the batch stopped",
+            present=present,
+        )
 
     def _cache(self, rest: str) -> None:
         cache = self.session.cache()
@@ -202,8 +209,9 @@ class ImagineMagics(Magics):
         from .notebook import history
         from .pngmeta import read_record
 
-        args, changes = _line_options("%imagine rerun", "entry", "an entry number from %imagine history, or a PNG file "
-                                      "ipyimagine wrote", arguments, confirm=True)
+        args, changes = _line_options(
+            "%imagine rerun", "entry", "an entry number from %imagine history, or a PNG file ipyimagine wrote", arguments, confirm=True
+        )
         if args.entry.isdigit():
             rows, _ = history(self.session, self.shell, thumbnails=False)
             entries = {row.number: row.record for row in rows}
@@ -215,9 +223,17 @@ class ImagineMagics(Magics):
                 record = read_record(args.entry)
             if record is None:
                 raise UsageError(f"{args.entry!r} carries no ipyimagine recipe (it was not written by ipyimagine).")
-        return self._show(lambda progress: self.session.rerun(record, on_step=progress.step, on_notice=progress.notice,
-                                                               on_preview=getattr(progress, "preview", None), yes=args.yes,
-                                                               on_status=getattr(progress, "status", None), **changes))
+        return self._show(
+            lambda progress: self.session.rerun(
+                record,
+                on_step=progress.step,
+                on_notice=progress.notice,
+                on_preview=getattr(progress, "preview", None),
+                yes=args.yes,
+                on_status=getattr(progress, "status", None),
+                **changes,
+            )
+        )
 
     def _show(self, make, out: str | None = None, interrupted: str = "nothing was kept", present=None):
         """Run `make(progress)` with progress (and previews), then show each picture with its caption (%%imagine,

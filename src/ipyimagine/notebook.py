@@ -88,8 +88,7 @@ class PixelBudget:
         self.left = pixels
 
 
-def safe_thumbnail(data_b64, max_b64: int = THUMBNAIL_MAX_B64, max_pixels: int = THUMBNAIL_MAX_PIXELS,
-                   budget: PixelBudget | None = None) -> str | None:
+def safe_thumbnail(data_b64, max_b64: int = THUMBNAIL_MAX_B64, max_pixels: int = THUMBNAIL_MAX_PIXELS, budget: PixelBudget | None = None) -> str | None:
     """A small JPEG made again from untrusted base64 image data: nothing from the file is passed on as it was. None
     (no thumbnail) for what is not a PNG or JPEG, and before any decoding for base64 longer than `max_b64` or a header
     that says more than `max_pixels` (or more than the notebook's `budget` has left): a crafted notebook's pictures cost

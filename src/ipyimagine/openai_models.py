@@ -97,8 +97,9 @@ def _ask(url: str) -> dict[str, str | None] | None:
         headers["Authorization"] = f"Bearer {key}"
     own = origin(url)
     try:
-        raw = fetch(url + "/models", timeout=LISTING_TIMEOUT, max_bytes=LISTING_MAX_BYTES, headers=headers,
-                    allowed_hosts=[own[1:]] if own else [])  # the key goes to the server it is for, never a redirect's
+        raw = fetch(
+            url + "/models", timeout=LISTING_TIMEOUT, max_bytes=LISTING_MAX_BYTES, headers=headers, allowed_hosts=[own[1:]] if own else []
+        )  # the key goes to the server it is for, never a redirect's
         body = json.loads(raw)
     except (FetchError, ValueError):
         return None
@@ -149,4 +150,3 @@ def default_image_model(base_url: str | None, openai_host: bool) -> str:
             if model in listed:
                 return model
     return alive[0] if alive else IMAGE_MODEL_PREFERENCE[0]
-

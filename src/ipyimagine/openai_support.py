@@ -93,8 +93,9 @@ def _said(body) -> str | None:
         body = body["error"]
     said = body.get("message") or body.get("detail") or (body.get("error") if isinstance(body.get("error"), str) else None)
     if isinstance(said, list):  # FastAPI's validation errors: where and what
-        said = "; ".join(f"{'.'.join(str(p) for p in item.get('loc', [])[1:])}: {item.get('msg')}" if isinstance(item, dict)
-                         else str(item) for item in said[:3])
+        said = "; ".join(
+            f"{'.'.join(str(p) for p in item.get('loc', [])[1:])}: {item.get('msg')}" if isinstance(item, dict) else str(item) for item in said[:3]
+        )
     return str(said) if said else None
 
 
@@ -104,8 +105,16 @@ def will_not_change(error: Exception) -> bool:
     return any(word in said for word in ("model not", "not available", "unknown model", "no such model", "not found", "invalid"))
 
 
-def explain(error: Exception, host: str, what: str, timeout: float, max_retries: int, prompt: str | None = None,
-            base_url: str | None = None, setting: str = "Imagine.openai_timeout") -> BackendError:
+def explain(
+    error: Exception,
+    host: str,
+    what: str,
+    timeout: float,
+    max_retries: int,
+    prompt: str | None = None,
+    base_url: str | None = None,
+    setting: str = "Imagine.openai_timeout",
+) -> BackendError:
     """One sentence for an SDK error, by status and code (never by parsing the text, which varies by SDK version)."""
     import openai
 

@@ -17,13 +17,27 @@ from pathlib import Path
 
 # diffusers scheduler class -> the sampler name image tools show
 SAMPLERS = {
-    "DPMSolverMultistepScheduler": "DPM++ 2M", "DPMSolverSinglestepScheduler": "DPM++ SDE", "EulerDiscreteScheduler": "Euler",
-    "EulerAncestralDiscreteScheduler": "Euler a", "DDIMScheduler": "DDIM", "PNDMScheduler": "PLMS", "LMSDiscreteScheduler": "LMS",
-    "UniPCMultistepScheduler": "UniPC", "HeunDiscreteScheduler": "Heun", "LCMScheduler": "LCM", "DDPMScheduler": "DDPM",
+    "DPMSolverMultistepScheduler": "DPM++ 2M",
+    "DPMSolverSinglestepScheduler": "DPM++ SDE",
+    "EulerDiscreteScheduler": "Euler",
+    "EulerAncestralDiscreteScheduler": "Euler a",
+    "DDIMScheduler": "DDIM",
+    "PNDMScheduler": "PLMS",
+    "LMSDiscreteScheduler": "LMS",
+    "UniPCMultistepScheduler": "UniPC",
+    "HeunDiscreteScheduler": "Heun",
+    "LCMScheduler": "LCM",
+    "DDPMScheduler": "DDPM",
     # flow-matching samplers, named as the web UIs and ComfyUI name them
-    "FlowMatchEulerDiscreteScheduler": "Euler", "FlowMatchHeunDiscreteScheduler": "Heun", "FlowMatchLCMScheduler": "LCM",
-    "KDPM2DiscreteScheduler": "DPM2", "KDPM2AncestralDiscreteScheduler": "DPM2 a", "DEISMultistepScheduler": "DEIS",
-    "UnCLIPScheduler": "UnCLIP", "TCDScheduler": "TCD", "SASolverScheduler": "SA-Solver",
+    "FlowMatchEulerDiscreteScheduler": "Euler",
+    "FlowMatchHeunDiscreteScheduler": "Heun",
+    "FlowMatchLCMScheduler": "LCM",
+    "KDPM2DiscreteScheduler": "DPM2",
+    "KDPM2AncestralDiscreteScheduler": "DPM2 a",
+    "DEISMultistepScheduler": "DEIS",
+    "UnCLIPScheduler": "UnCLIP",
+    "TCDScheduler": "TCD",
+    "SASolverScheduler": "SA-Solver",
 }
 # and back: a sampler name -> the diffusers scheduler classes that draw it (flow-matching ones for flow models)
 SCHEDULERS: dict[str, list[str]] = {}

@@ -124,11 +124,12 @@ class NotebookProgress:
         else:  # nothing reported yet: a model loading, a prompt being expanded, a server queue
             text = f"{self.label}: getting ready (expanding the idea, loading the model on its first use), {elapsed:.1f} s"
         notes = "".join(f"<div style='color:#a60'>{html.escape(n)}</div>" for n in self.notices)
-        picture = (f"<img src='data:image/jpeg;base64,{self.preview_b64}' style='display:block;max-width:256px;image-rendering:pixelated'>"
-                   if self.preview_b64 else "")
+        picture = (
+            f"<img src='data:image/jpeg;base64,{self.preview_b64}' style='display:block;max-width:256px;image-rendering:pixelated'>" if self.preview_b64 else ""
+        )
         return {
             "text/html": f"{picture}<progress value='{self.done}' max='{self.total or 1}' style='width:20em'></progress> "
-                         f"<span>{html.escape(text)}</span>{notes}",
+            f"<span>{html.escape(text)}</span>{notes}",
             "text/plain": "\n".join([text, *self.notices]),
         }
 

@@ -65,8 +65,7 @@ Request = make_dataclass(
     [("idea", str)] + [(o.name, Any, field(default=o.default)) for o in OPTIONS],
     bases=(_RequestMethods,),
     frozen=True,
-    namespace={"__doc__": "What the user asked for: the idea and one field per row of the option table (None: not set).",
-               "__module__": __name__},
+    namespace={"__doc__": "What the user asked for: the idea and one field per row of the option table (None: not set).", "__module__": __name__},
 )
 
 

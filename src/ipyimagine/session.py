@@ -100,8 +100,7 @@ class Session:
         server's queue; '' when it no longer waits)."""
         if request.sweep:
             return self.sweep(request, on_step=on_step, cancelled=cancelled, on_notice=on_notice)
-        return self.imagine(request, on_step=on_step, cancelled=cancelled, on_notice=on_notice, on_preview=on_preview,
-                            on_status=on_status)
+        return self.imagine(request, on_step=on_step, cancelled=cancelled, on_notice=on_notice, on_preview=on_preview, on_status=on_status)
 
     def filled(self, request: Request) -> Request:
         """The request with the configured defaults where it says nothing, and 'auto' choices made."""
@@ -123,16 +122,14 @@ class Session:
         expander = self.config.resolve(request.expander or "auto", "template") if request.expand and not request.prompt else None
         return replace(request, backend=backend, expander=expander)
 
-    def resolved_job(self, request: Request, prompt: str = "", negative: str = "", seeds: tuple[int, ...] = (0,),
-                     given: frozenset | None = None) -> RenderJob:
+    def resolved_job(self, request: Request, prompt: str = "", negative: str = "", seeds: tuple[int, ...] = (0,), given: frozenset | None = None) -> RenderJob:
         """The RenderJob for a filled request, as the backend resolves it (its own defaults in, unused settings out).
         `given`: the options the user gave for this request; an untaken one of those is noted, while a configured
         default (`%config Imagine.steps`) the backend does not take is dropped without a word."""
         renderer = self.renderer(request.backend)
         carried = [f.name for f in fields(RenderJob) if f.name in BY_NAME and f.name != "prompt"]  # options the job carries
         taken = {name: getattr(request, name) for name in carried}
-        job = drop_untaken(RenderJob(prompt=prompt, negative_prompt=negative, seeds=seeds, idea=request.idea, given=given, **taken),
-                           renderer)
+        job = drop_untaken(RenderJob(prompt=prompt, negative_prompt=negative, seeds=seeds, idea=request.idea, given=given, **taken), renderer)
         job = renderer.resolve(job)
         if request.negative and capability(renderer, "takes") is None and not capability(renderer, "takes_negative"):  # else noted when dropped
             job = replace(job, notes=job.notes + (f"--negative has no effect with the {renderer.name} backend; it was not used.",))
@@ -142,8 +139,7 @@ class Session:
         """What a backend will use for a request's unset settings (the panel's starting values)."""
         return self.resolved_job(self.filled(request), given=_given(request))
 
-    def imagine(self, request: Request, on_step=None, cancelled=None, on_notice=None, on_preview=None,
-                on_status=None) -> Generation:
+    def imagine(self, request: Request, on_step=None, cancelled=None, on_notice=None, on_preview=None, on_status=None) -> Generation:
         """Make the pictures a request asks for. `on_step(done, total)` reports progress; `cancelled()` returning
         True stops the render at its next step."""
         started = time.perf_counter()
@@ -178,8 +174,10 @@ class Session:
         expansion = replace(expansion, prompt=prompt, negative_prompt=job.negative_prompt)
         limit = self.config.max_pixels
         if limit and job.width and job.height and job.width * job.height > limit:
-            raise RequestError(f"--size {job.width}x{job.height} is {job.width * job.height:,} pixels, more than Imagine.max_pixels "
-                               f"({limit:,}); ask for a smaller size or raise the limit.")
+            raise RequestError(
+                f"--size {job.width}x{job.height} is {job.width * job.height:,} pixels, more than Imagine.max_pixels "
+                f"({limit:,}); ask for a smaller size or raise the limit."
+            )
         if on_notice is not None:
             for note in job.notes:
                 on_notice(note)
@@ -191,8 +189,7 @@ class Session:
             rendered, cache_notes = self._render(renderer, job, request.cache, on_step, cancelled, on_preview, on_status)
         except _PartlyMade as cut:
             stopped, made, rendered = cut.error, cut.seeds, cut.rendered
-            cache_notes = [f"Only {len(made)} of {len(seeds)} pictures were made (seeds {', '.join(map(str, made))}): "
-                           f"{_why_stopped(stopped)}", *cut.notes]
+            cache_notes = [f"Only {len(made)} of {len(seeds)} pictures were made (seeds {', '.join(map(str, made))}): {_why_stopped(stopped)}", *cut.notes]
         finished = time.perf_counter()
         made = _drawn_seeds(rendered.params, made)  # the seed each picture was drawn with, as its server says
 
@@ -235,8 +232,7 @@ class Session:
                     folder.mkdir(parents=True, exist_ok=True)
                     files.append(str(save_png(image, folder / f"{generation.id}-{seed}.png", record, i)))
                 except OSError as error:
-                    why = "it is a file, not a folder" if isinstance(error, (FileExistsError, NotADirectoryError)) else (
-                        error.strerror or type(error).__name__)
+                    why = "it is a file, not a folder" if isinstance(error, (FileExistsError, NotADirectoryError)) else (error.strerror or type(error).__name__)
                     notes.append(f"The picture was not written to {save_dir!r} ({why}).")
                     break
         generation = replace(generation, files=tuple(files), notes=tuple(notes))
@@ -257,8 +253,10 @@ class Session:
                     waiting.pop(0)
             except (Exception, KeyboardInterrupt) as error:  # the log never costs the picture; an entry is logged or says not
                 why = "interrupted" if isinstance(error, KeyboardInterrupt) else _reason(error)
-                generation = replace(generation, notes=generation.notes + (
-                    f"Not logged yet: {why}; the picture is fine, and the entry is logged with the next picture this kernel makes.",))
+                generation = replace(
+                    generation,
+                    notes=generation.notes + (f"Not logged yet: {why}; the picture is fine, and the entry is logged with the next picture this kernel makes.",),
+                )
                 self.history[index] = generation
             self._unlogged = waiting[-MAX_UNLOGGED:]
         return generation
@@ -280,7 +278,7 @@ class Session:
             request = replace(request, seed=random.SystemRandom().randrange(MAX_SEED))
         base = replace(request, sweep=None)
         cells = []
-        for vy in (y.values if y else [None]):
+        for vy in y.values if y else [None]:
             for vx in x.values:
                 cell = apply(base, x, vx)
                 cells.append(apply(cell, y, vy) if y else cell)  # every cell is checked before the first one renders
@@ -323,9 +321,10 @@ class Session:
         if len(servers) > 1 and not capability(renderer, "runs_locally"):
             progress = BatchProgress(on_step, len(requests))
             slots = len(servers) * max(1, self.config.server_concurrency)
-            calls = [lambda halted, i=i, r=r: made_one(self.imagine(r, on_step=progress.part(i), cancelled=halted,
-                                                                    on_notice=on_notice if i == 0 else None))
-                     for i, r in enumerate(requests)]
+            calls = [
+                lambda halted, i=i, r=r: made_one(self.imagine(r, on_step=progress.part(i), cancelled=halted, on_notice=on_notice if i == 0 else None))
+                for i, r in enumerate(requests)
+            ]
             try:
                 return run_all(calls, slots, cancelled, "ipyimagine-batch")
             except Unfinished as cut:
@@ -336,8 +335,11 @@ class Session:
         made: list[Generation] = []
         for i, request in enumerate(requests):
             try:
-                made.append(made_one(self.imagine(request, on_step=_cell_progress(on_step, i, len(requests)), cancelled=cancelled,
-                                                  on_notice=on_notice if i == 0 else None)))
+                made.append(
+                    made_one(
+                        self.imagine(request, on_step=_cell_progress(on_step, i, len(requests)), cancelled=cancelled, on_notice=on_notice if i == 0 else None)
+                    )
+                )
             except (ImagineError, KeyboardInterrupt) as error:
                 done = made + list(getattr(error, "done", ()))
                 if not done:
@@ -345,8 +347,7 @@ class Session:
                 raise _cut_short(error, done, asked) from None
         return made
 
-    def rerun(self, record: dict, on_step=None, cancelled=None, on_notice=None, on_preview=None, yes: bool = False,
-              on_status=None, **changes) -> Generation:
+    def rerun(self, record: dict, on_step=None, cancelled=None, on_notice=None, on_preview=None, yes: bool = False, on_status=None, **changes) -> Generation:
         """Make a history entry again: its rendered prompt as it was (no new expansion), its settings and seed.
         The idea stays the entry's idea. Keyword `changes` (seed=9, steps=30, ...) remix it. A workflow graph from an
         entry this kernel did not make is sent only with `yes=True` (--yes) or Imagine.trust_notebook_workflows."""
@@ -364,14 +365,20 @@ class Session:
             if same:  # the configured server that made it (with its full address: path, token)
                 values["server"] = same[:1]
             elif public_url(self.config.openai_base_url) != params["base_url"] and not self.config.servers:
-                raise RequestError(f"This entry was made through {params['base_url']}; give --server (or --openai-base-url) "
-                                   "with that server's full address to make it again.")
+                raise RequestError(
+                    f"This entry was made through {params['base_url']}; give --server (or --openai-base-url) with that server's full address to make it again."
+                )
         if params.get("server") and not changes.get("server") and not self.config.servers:
-            raise RequestError(f"This entry was made on the server {params['server']}; give --server with that server's address "
-                               "to make it again.")
+            raise RequestError(f"This entry was made on the server {params['server']}; give --server with that server's address to make it again.")
         values.update({k: v for k, v in changes.items() if v is not None})
-        return self.imagine(Request.from_options(record.get("idea") or values["prompt"], **values),
-                            on_step=on_step, cancelled=cancelled, on_notice=on_notice, on_preview=on_preview, on_status=on_status)
+        return self.imagine(
+            Request.from_options(record.get("idea") or values["prompt"], **values),
+            on_step=on_step,
+            cancelled=cancelled,
+            on_notice=on_notice,
+            on_preview=on_preview,
+            on_status=on_status,
+        )
 
     @staticmethod
     def _workflow_by_hash(kept_hash: str, chars, given: str | None, on_notice=None) -> None:
@@ -381,12 +388,13 @@ class Session:
 
         size = f" ({chars / 2**20:.1f} MB)" if isinstance(chars, int) and not isinstance(chars, bool) else ""
         if not given:
-            raise RequestError(f"This entry's workflow graph{size} was too large to keep in its record, which holds only its "
-                               "SHA-256; give --workflow FILE with that workflow to make it again.")
+            raise RequestError(
+                f"This entry's workflow graph{size} was too large to keep in its record, which holds only its "
+                "SHA-256; give --workflow FILE with that workflow to make it again."
+            )
         if workflow_hash(json.dumps(load_workflow(given), sort_keys=True)) != kept_hash and on_notice is not None:
             named = "The workflow given" if given.lstrip().startswith("{") else f"--workflow {Path(given).name}"
-            on_notice(f"{named} is not the workflow this entry was made with (its SHA-256 differs); the "
-                      "picture is made with it, as a remix.")
+            on_notice(f"{named} is not the workflow this entry was made with (its SHA-256 differs); the picture is made with it, as a remix.")
 
     def _recorded_workflow(self, record: dict, workflow, yes: bool) -> str:
         """An entry's workflow as a graph to send again: records hold JSON graphs, never paths; and a graph from an
@@ -395,16 +403,19 @@ class Session:
         from .renderers.comfyui import load_workflow, node_classes
 
         if not isinstance(workflow, dict) and not (isinstance(workflow, str) and workflow.lstrip().startswith("{")):
-            raise RequestError("This entry's workflow is not a graph (entries hold the graph they sent, never a file path); "
-                               "give --workflow FILE to choose the workflow.")
+            raise RequestError(
+                "This entry's workflow is not a graph (entries hold the graph they sent, never a file path); give --workflow FILE to choose the workflow."
+            )
         graph = load_workflow(workflow)
         text = json.dumps(graph, sort_keys=True)
         own = any(g.id == record.get("id") and json.loads(g.params.get("workflow") or "null") == graph for g in self.history)
         if not own and not yes and not self.config.trust_notebook_workflows:
             classes = node_classes(graph)
-            raise RequestError(f"This entry's workflow was not made in this kernel and would send a graph of {len(graph)} nodes "
-                               f"({', '.join(c[:60] for c in classes[:20])}{', ...' if len(classes) > 20 else ''}) to the server; check it, "
-                               "then rerun with --yes to send it.")
+            raise RequestError(
+                f"This entry's workflow was not made in this kernel and would send a graph of {len(graph)} nodes "
+                f"({', '.join(c[:60] for c in classes[:20])}{', ...' if len(classes) > 20 else ''}) to the server; check it, "
+                "then rerun with --yes to send it."
+            )
         return text
 
     def cache(self) -> Cache:
@@ -413,8 +424,17 @@ class Session:
     def _expand(self, expander, request: Request, variant: int) -> Expansion:
         """An expansion, from this session or the cache when the same one was written before."""
         settings = {name: getattr(self.config, name, None) for name in getattr(expander, "settings", ())}
-        key = key_of("expansion", dict(expander=expander.name, idea=request.idea, style=request.style, variant=variant,
-                                       base_url=request.expander_server or request.base_url, settings=settings))
+        key = key_of(
+            "expansion",
+            dict(
+                expander=expander.name,
+                idea=request.idea,
+                style=request.style,
+                variant=variant,
+                base_url=request.expander_server or request.base_url,
+                settings=settings,
+            ),
+        )
         use_cache = request.cache
         if use_cache and key in self._expansions:
             return self._expansions[key]
@@ -422,8 +442,7 @@ class Session:
         if stored is not None:
             expansion = Expansion(**stored)
         else:
-            expansion = expander.expand(request.idea, style=request.style, variant=variant,
-                                        base_url=request.expander_server or request.base_url)
+            expansion = expander.expand(request.idea, style=request.style, variant=variant, base_url=request.expander_server or request.base_url)
             self.cache().put_json(key, asdict(expansion))  # a failed write costs nothing here: the prompt is in hand
         self._expansions[key] = expansion
         return expansion
@@ -449,23 +468,26 @@ class Session:
             previews["on_status"] = on_status
         if capability(renderer, "runs_locally"):
             return render_thread.run(  # one render thread for the whole process: see render_thread.py
-                lambda stop: renderer.render(job, on_step=on_step, cancelled=stop, **previews), cancelled)
+                lambda stop: renderer.render(job, on_step=on_step, cancelled=stop, **previews), cancelled
+            )
         pool = self.pool(job, renderer)
         if pool is None:
             return renderer.render(job, on_step=on_step, cancelled=cancelled, **previews)
         progress = BatchProgress(on_step, len(job.seeds))
         noted = len(pool.notes)  # the pool outlives this job: only what happened during it is this picture's note
-        works = [lambda server, halted, i=i, seed=seed: _drawn(renderer.render(replace(job, seeds=(seed,), server=(server,)),
-                                                                              on_step=progress.part(i), cancelled=halted), server)
-                 for i, seed in enumerate(job.seeds)]
+        works = [
+            lambda server, halted, i=i, seed=seed: _drawn(
+                renderer.render(replace(job, seeds=(seed,), server=(server,)), on_step=progress.part(i), cancelled=halted), server
+            )
+            for i, seed in enumerate(job.seeds)
+        ]
         try:
             parts = pool.map(works, cancelled)
         except Unfinished as cut:  # stopped part way: what was finished is kept
             if not cut.finished:
                 raise cut.error from None
             kept = sorted(cut.finished)
-            raise _PartlyMade(cut.error, tuple(job.seeds[i] for i in kept),
-                              self._pooled([cut.finished[i] for i in kept], pool.notes[noted:])) from None
+            raise _PartlyMade(cut.error, tuple(job.seeds[i] for i in kept), self._pooled([cut.finished[i] for i in kept], pool.notes[noted:])) from None
         return self._pooled(parts, pool.notes[noted:])
 
     @staticmethod
@@ -480,11 +502,9 @@ class Session:
             params["server_seeds"] = [seed for r in reported for seed in r]  # each picture's, not only the first part's
         else:
             params.pop("server_seeds", None)
-        return Rendered(images=[image for part in parts for image in part.images], model=parts[0].model, params=params,
-                        notes=notes, load_seconds=0.0)
+        return Rendered(images=[image for part in parts for image in part.images], model=parts[0].model, params=params, notes=notes, load_seconds=0.0)
 
-    def _render(self, renderer, job: RenderJob, use_cache: bool, on_step, cancelled, on_preview=None,
-                on_status=None) -> tuple[Rendered, list[str]]:
+    def _render(self, renderer, job: RenderJob, use_cache: bool, on_step, cancelled, on_preview=None, on_status=None) -> tuple[Rendered, list[str]]:
         """Images from the cache where it has them (one entry per seed), the rest from the renderer; and a note for
         each thing the cache could not keep."""
         cache = self.cache()
@@ -510,11 +530,12 @@ class Session:
             other = [(seed, used) for seed, used in zip(seeds, used_seeds) if used is not None and used != seed]
             if other:
                 said = ", ".join(f"{used} for {seed}" for seed, used in other)
-                notes.append(f"The server says it drew with another seed than asked ({said}): the record keeps the seed each "
-                             "picture was drawn with, and such a picture is not cached.")
+                notes.append(
+                    f"The server says it drew with another seed than asked ({said}): the record keeps the seed each "
+                    "picture was drawn with, and such a picture is not cached."
+                )
             if None in used_seeds:
-                notes.append("The server reported a seed that is not a seed; the picture is recorded with the seed asked and "
-                             "was not cached.")
+                notes.append("The server reported a seed that is not a seed; the picture is recorded with the seed asked and was not cached.")
             return about
 
         if missing:
@@ -523,10 +544,17 @@ class Session:
             except _PartlyMade as cut:  # what was finished is cached, and handed on with the cached ones
                 about = keep(cut.seeds, bounded(cut.rendered))
                 have = tuple(seed for seed in job.seeds if found.get(seed) is not None)
-                raise _PartlyMade(cut.error, have, Rendered(
-                    images=[found[seed][0] for seed in have], model=about["model"],
-                    params=_with_seeds_used({**about["params"], "cached_images": len(have) - len(cut.seeds)}, have, drawn),
-                    notes=list(about["notes"])), notes) from None
+                raise _PartlyMade(
+                    cut.error,
+                    have,
+                    Rendered(
+                        images=[found[seed][0] for seed in have],
+                        model=about["model"],
+                        params=_with_seeds_used({**about["params"], "cached_images": len(have) - len(cut.seeds)}, have, drawn),
+                        notes=list(about["notes"]),
+                    ),
+                    notes,
+                ) from None
             about = keep(missing, fresh)
         else:
             fresh, about = None, found[job.seeds[0]][1]
@@ -586,9 +614,11 @@ def bounded(rendered: Rendered) -> Rendered:
             if len(value) > MAX_RECORD_WORKFLOW:
                 del params[key]
                 params.update(workflow_sha256=workflow_hash(value), workflow_chars=len(value), workflow_excerpt=value[:WORKFLOW_EXCERPT])
-                notes.append(f"The workflow graph ({len(value) / 2**20:.1f} MB) is larger than a record keeps "
-                             f"({MAX_RECORD_WORKFLOW // 1024} KB): the record holds its SHA-256 and its first {WORKFLOW_EXCERPT:,} "
-                             "characters, and a rerun asks for the file (--workflow FILE).")
+                notes.append(
+                    f"The workflow graph ({len(value) / 2**20:.1f} MB) is larger than a record keeps "
+                    f"({MAX_RECORD_WORKFLOW // 1024} KB): the record holds its SHA-256 and its first {WORKFLOW_EXCERPT:,} "
+                    "characters, and a rerun asks for the file (--workflow FILE)."
+                )
         elif isinstance(value, str) and len(value) > MAX_RECORD_TEXT:
             params[key] = value[:MAX_RECORD_TEXT] + "…"
             notes.append(f"The backend's {key} ({len(value):,} characters) was cut to its first {MAX_RECORD_TEXT:,} in the record.")

@@ -159,6 +159,7 @@ class Grid:
 
     def shared(self) -> str:
         """The settings every picture of the grid shares (seed, steps, guidance, size): what the axes do not vary."""
+
         def one(read):
             values = {read(g) for g in self.generations}
             return values.pop() if len(values) == 1 else None
@@ -167,9 +168,12 @@ class Grid:
         steps = one(lambda g: g.params.get("steps"))
         guidance = one(lambda g: g.params.get("guidance") if g.params.get("guidance_kind") != "none" else None)
         size = one(lambda g: (g.params.get("width"), g.params.get("height")))
-        parts = [f"seed {seed}" if seed is not None else "", f"{steps} steps" if steps is not None else "",
-                 f"guidance {guidance:g}" if isinstance(guidance, (int, float)) else "",
-                 f"{size[0]}×{size[1]}" if size and size[0] and size[1] else ""]
+        parts = [
+            f"seed {seed}" if seed is not None else "",
+            f"{steps} steps" if steps is not None else "",
+            f"guidance {guidance:g}" if isinstance(guidance, (int, float)) else "",
+            f"{size[0]}×{size[1]}" if size and size[0] and size[1] else "",
+        ]
         found = " · ".join(p for p in parts if p)
         return f"every picture: {found}" if found else ""
 
@@ -184,9 +188,11 @@ class Grid:
         e = html.escape
         first = self.generations[0]
         notes = "".join(f"<div style='color:#a60'>{e(n)}</div>" for n in self.notes)
-        return (f"<div class='ipyimagine-caption' style='font-size:0.9em;line-height:1.4'><b>{e(first.idea.strip())}</b>"
-                f"<div style='color:#666'>{e(self.describe())} · {e(first.backend)} · {e(str(first.model))}</div>"
-                f"<div style='color:#666'>{e(self.shared())}</div>{notes}</div>")
+        return (
+            f"<div class='ipyimagine-caption' style='font-size:0.9em;line-height:1.4'><b>{e(first.idea.strip())}</b>"
+            f"<div style='color:#666'>{e(self.describe())} · {e(first.backend)} · {e(str(first.model))}</div>"
+            f"<div style='color:#666'>{e(self.shared())}</div>{notes}</div>"
+        )
 
     def axes(self) -> dict:
         found = {"x_type": self.x.label, "x_values": list(self.x.values)}
@@ -217,8 +223,7 @@ class Grid:
 
         from .pngmeta import infotext, quote
 
-        axes = ", ".join(f"{k.replace('_', ' ').title()}: {quote(', '.join(map(str, v)) if isinstance(v, list) else v)}"
-                         for k, v in self.axes().items())
+        axes = ", ".join(f"{k.replace('_', ' ').title()}: {quote(', '.join(map(str, v)) if isinstance(v, list) else v)}" for k, v in self.axes().items())
         info = PngInfo()
         info.add_text("parameters", infotext(self.generations[0].record()) + ", " + axes)
         info.add_text("ipyimagine-grid", json.dumps(self.record(), ensure_ascii=False))

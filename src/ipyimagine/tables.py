@@ -78,12 +78,15 @@ class HistoryTable:
         seeds = record.get("seeds") or []
         width, height = params.get("width"), params.get("height")
         return [
-            row.number, str(record.get("created", ""))[:19].replace("T", " "), " ".join(str(record.get("idea", "")).split())[:60],
+            row.number,
+            str(record.get("created", ""))[:19].replace("T", " "),
+            " ".join(str(record.get("idea", "")).split())[:60],
             ", ".join(map(str, seeds[:4])) + ("…" if len(seeds) > 4 else ""),
             "" if params.get("steps") is None else number(params.get("steps")),
             "" if params.get("guidance") is None or params.get("guidance_kind") == "none" else number(params.get("guidance")),
             f"{width}×{height}" if width and height else "",
-            f"{record.get('backend')} · {record.get('model')}", row.source,
+            f"{record.get('backend')} · {record.get('model')}",
+            row.source,
         ]
 
     def __repr__(self) -> str:

@@ -21,7 +21,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 MIGRATIONS: list[tuple[str, str]] = [
-    ("001_generations", """
+    (
+        "001_generations",
+        """
         CREATE TABLE generations (
             id TEXT PRIMARY KEY,
             created TEXT NOT NULL,
@@ -32,7 +34,8 @@ MIGRATIONS: list[tuple[str, str]] = [
             model TEXT,
             seeds TEXT NOT NULL,
             record TEXT NOT NULL
-        )"""),
+        )""",
+    ),
     ("002_generations_created_index", "CREATE INDEX generations_created ON generations (created)"),
 ]
 
@@ -112,8 +115,17 @@ def log_record(record: dict, path: Path | None = None, timeout: float = 1.0) -> 
         with closing(connect(path, timeout=timeout)) as connection:
             connection.execute(
                 "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (record["id"], record["created"], record["idea"], record["prompt"], record.get("negative_prompt"),
-                 record.get("backend"), record.get("model"), json.dumps(record.get("seeds", [])), json.dumps(record, ensure_ascii=False)),
+                (
+                    record["id"],
+                    record["created"],
+                    record["idea"],
+                    record["prompt"],
+                    record.get("negative_prompt"),
+                    record.get("backend"),
+                    record.get("model"),
+                    json.dumps(record.get("seeds", [])),
+                    json.dumps(record, ensure_ascii=False),
+                ),
             )
     except sqlite3.Error as error:
         if _is_busy(error):
@@ -152,4 +164,3 @@ def read_records(path: Path | None = None, grep: str | None = None, limit: int |
             except (TypeError, ValueError):
                 warnings.warn(f"ipyimagine: skipped history entry {entry_id!r}: its record is not readable JSON.", stacklevel=2)
     return records
-

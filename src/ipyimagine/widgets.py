@@ -42,19 +42,15 @@ def _control(opt: Option, value):
     if opt.panel == "slider" and opt.kind is int:
         step = opt.multiple_of or 1
         high = min(int(opt.high), 1024) if opt.multiple_of else int(opt.high)
-        return w.IntSlider(value=value, min=int(opt.low), max=max(high, value), step=step, continuous_update=False,
-                           layout=w.Layout(width=NARROW), **common)
+        return w.IntSlider(value=value, min=int(opt.low), max=max(high, value), step=step, continuous_update=False, layout=w.Layout(width=NARROW), **common)
     if opt.panel == "slider":
-        return w.FloatSlider(value=value, min=opt.low, max=opt.high, step=0.5, continuous_update=False,
-                             layout=w.Layout(width=NARROW), **common)
+        return w.FloatSlider(value=value, min=opt.low, max=opt.high, step=0.5, continuous_update=False, layout=w.Layout(width=NARROW), **common)
     if opt.panel == "seed":
-        return w.BoundedIntText(value=value, min=int(opt.low), max=int(opt.high), continuous_update=False,
-                                layout=w.Layout(width="200px"), **common)
+        return w.BoundedIntText(value=value, min=int(opt.low), max=int(opt.high), continuous_update=False, layout=w.Layout(width="200px"), **common)
     if opt.panel == "checkbox":
         return w.Checkbox(value=not value if opt.switch is False else value, description=label, indent=False)
     if opt.panel == "dropdown":
-        return w.Dropdown(options=[NO_STYLE] + sorted(builtin_styles()), value=value or NO_STYLE,
-                          layout=w.Layout(width=NARROW), **common)
+        return w.Dropdown(options=[NO_STYLE] + sorted(builtin_styles()), value=value or NO_STYLE, layout=w.Layout(width=NARROW), **common)
     width = WIDE if opt.name == "negative" else NARROW
     return w.Text(value=value or "", placeholder="(the default)", continuous_update=False, layout=w.Layout(width=width), **common)
 
@@ -62,8 +58,9 @@ def _control(opt: Option, value):
 def _same_picture(a, b) -> bool:
     """Two generations that are the same picture (a Generate with nothing changed, answered from the cache)."""
     ignore = {"cached_images", "seconds"}
-    return (a.prompt, a.seeds, a.model, a.backend) == (b.prompt, b.seeds, b.model, b.backend) and \
-        {k: v for k, v in a.params.items() if k not in ignore} == {k: v for k, v in b.params.items() if k not in ignore}
+    return (a.prompt, a.seeds, a.model, a.backend) == (b.prompt, b.seeds, b.model, b.backend) and {k: v for k, v in a.params.items() if k not in ignore} == {
+        k: v for k, v in b.params.items() if k not in ignore
+    }
 
 
 class Panel:
@@ -93,18 +90,20 @@ class Panel:
 
         start = self._starting_values(request)
         self.controls = {opt.name: _control(opt, start[opt.name]) for opt in OPTIONS if opt.panel}
-        self.controls["idea"] = w.Textarea(value=request.idea if idea is None else idea, description="idea",
-                                           layout=w.Layout(width=WIDE, height="48px"))
-        self.controls["prompt"] = w.Textarea(value=request.prompt or "", placeholder="the prompt appears here after a render; "
-                                             "edit it and press Generate to render it as written",
-                                             description="prompt", layout=w.Layout(width=WIDE, height="64px"))
-        self.controls["auto"] = w.Checkbox(value=True, description="render when a control changes", indent=False,
-                                           layout=w.Layout(width="auto", flex="0 0 auto"))
+        self.controls["idea"] = w.Textarea(value=request.idea if idea is None else idea, description="idea", layout=w.Layout(width=WIDE, height="48px"))
+        self.controls["prompt"] = w.Textarea(
+            value=request.prompt or "",
+            placeholder="the prompt appears here after a render; edit it and press Generate to render it as written",
+            description="prompt",
+            layout=w.Layout(width=WIDE, height="64px"),
+        )
+        self.controls["auto"] = w.Checkbox(
+            value=True, description="render when a control changes", indent=False, layout=w.Layout(width="auto", flex="0 0 auto")
+        )
         self.candidates = w.Dropdown(options=[], description="candidates", layout=w.Layout(width=WIDE, display="none"))
         fixed = dict(width="auto", flex="0 0 auto")  # buttons keep their words at any notebook width
         self.generate_button = w.Button(description="Generate", button_style="primary", icon="paint-brush", layout=w.Layout(**fixed))
-        self.expand_button = w.Button(description="Expand", tooltip="write the prompt again (three candidates to pick from)",
-                                      layout=w.Layout(**fixed))
+        self.expand_button = w.Button(description="Expand", tooltip="write the prompt again (three candidates to pick from)", layout=w.Layout(**fixed))
         self.random_seed_button = w.Button(description="random", tooltip="a new random seed", layout=w.Layout(width="auto", min_width="84px"))
         self.last_seed_button = w.Button(description="last", tooltip="the seed of the latest result", layout=w.Layout(width="auto", min_width="56px"))
         self.cancel_button = w.Button(description="Cancel", icon="stop", disabled=True, layout=w.Layout(**fixed))
@@ -116,17 +115,39 @@ class Panel:
         self.strip = w.HBox([], layout=w.Layout(flex_flow="row wrap"))
 
         c = self.controls
-        settings = w.VBox([c["steps"], c["guidance"], w.HBox([c["seed"], self.random_seed_button, self.last_seed_button]),
-                           c["width"], c["height"], c["n"], c["style"], c["backend"], c["model"]],
-                          layout=w.Layout(flex="0 0 auto"))
+        settings = w.VBox(
+            [
+                c["steps"],
+                c["guidance"],
+                w.HBox([c["seed"], self.random_seed_button, self.last_seed_button]),
+                c["width"],
+                c["height"],
+                c["n"],
+                c["style"],
+                c["backend"],
+                c["model"],
+            ],
+            layout=w.Layout(flex="0 0 auto"),
+        )
         picture = w.VBox([self.image], layout=w.Layout(flex="0 0 auto", min_width="260px"))
-        self.widget = w.VBox([
-            c["idea"], w.HBox([self.expand_button, c["expand"]]), self.candidates, c["prompt"], c["negative"],
-            w.HBox([settings, picture], layout=w.Layout(flex_flow="row wrap")), self.caption,
-            w.HBox([self.generate_button, self.cancel_button, c["auto"], self.progress, self.status],
-                   layout=w.Layout(flex_flow="row wrap", align_items="center")),
-            self.message, self.strip,
-        ], layout=w.Layout(align_items="stretch"))
+        self.widget = w.VBox(
+            [
+                c["idea"],
+                w.HBox([self.expand_button, c["expand"]]),
+                self.candidates,
+                c["prompt"],
+                c["negative"],
+                w.HBox([settings, picture], layout=w.Layout(flex_flow="row wrap")),
+                self.caption,
+                w.HBox(
+                    [self.generate_button, self.cancel_button, c["auto"], self.progress, self.status],
+                    layout=w.Layout(flex_flow="row wrap", align_items="center"),
+                ),
+                self.message,
+                self.strip,
+            ],
+            layout=w.Layout(align_items="stretch"),
+        )
 
         self.generate_button.on_click(lambda _: self.generate())
         self.cancel_button.on_click(lambda _: self.cancel())
@@ -145,8 +166,12 @@ class Panel:
         job = self.session.recommended(request)
         values = {opt.name: getattr(request, opt.name) for opt in OPTIONS if opt.panel}
         filled = self.session.filled(request)
-        values.update(backend=request.backend or filled.backend, model=request.model or job.model,
-                      style=request.style or filled.style, negative=request.negative or filled.negative)
+        values.update(
+            backend=request.backend or filled.backend,
+            model=request.model or job.model,
+            style=request.style or filled.style,
+            negative=request.negative or filled.negative,
+        )
         values["steps"] = values["steps"] or job.steps or 20
         values["guidance"] = values["guidance"] if values["guidance"] is not None else (job.guidance if job.guidance is not None else 0.0)
         values["width"] = values["width"] or job.width or 512
@@ -261,6 +286,7 @@ class Panel:
                 return self._cancel_requested or token != self._token
 
             try:
+
                 def on_step(done, total, token=token):
                     self._step(done, total, token)
 
@@ -349,13 +375,14 @@ class Panel:
         from .display import thumbnail_b64
 
         width = f"{THUMB + 16}px"
-        image = w.Image(value=base64.b64decode(thumbnail_b64(generation.image, THUMB)), format="jpeg",
-                        layout=w.Layout(width=f"{THUMB}px"))
+        image = w.Image(value=base64.b64decode(thumbnail_b64(generation.image, THUMB)), format="jpeg", layout=w.Layout(width=f"{THUMB}px"))
         p = generation.params
-        about = " · ".join(x for x in (f"{p['steps']} st" if p.get("steps") else "",
-                                       f"g {p['guidance']:g}" if isinstance(p.get("guidance"), (int, float)) else "") if x)
-        label = w.HTML(f"<div style='font-size:10px;line-height:1.2;text-align:center;width:{THUMB + 16}px'>seed {generation.seed}"
-                       f"<br>{html.escape(about)}</div>")
+        about = " · ".join(
+            x for x in (f"{p['steps']} st" if p.get("steps") else "", f"g {p['guidance']:g}" if isinstance(p.get("guidance"), (int, float)) else "") if x
+        )
+        label = w.HTML(
+            f"<div style='font-size:10px;line-height:1.2;text-align:center;width:{THUMB + 16}px'>seed {generation.seed}<br>{html.escape(about)}</div>"
+        )
         recall = w.Button(description="recall", tooltip="restore all its settings", layout=w.Layout(width=width))
         seed = w.Button(description="use seed", tooltip=f"use its seed, {generation.seed}", layout=w.Layout(width=width))
         recall.on_click(lambda _: self.recall(generation))

@@ -30,9 +30,15 @@ class RecordingRenderer:
         return "records every job; draws one flat colour per seed"
 
     def resolve(self, job: RenderJob) -> RenderJob:
-        resolved = replace(job, model=job.model or "recorder-default", steps=job.steps or 7,
-                           guidance=1.5 if job.guidance is None else job.guidance,
-                           width=job.width or 32, height=job.height or 32, guidance_kind="cfg")
+        resolved = replace(
+            job,
+            model=job.model or "recorder-default",
+            steps=job.steps or 7,
+            guidance=1.5 if job.guidance is None else job.guidance,
+            width=job.width or 32,
+            height=job.height or 32,
+            guidance_kind="cfg",
+        )
         RESOLVED.append(resolved)
         return resolved
 
@@ -47,8 +53,14 @@ class RecordingRenderer:
                 on_step(i + 1, len(job.seeds))
             if on_preview is not None and job.preview != 0:
                 on_preview(images[-1], i + 1, len(job.seeds))
-        params = {"steps": job.steps, "guidance": job.guidance, "guidance_kind": job.guidance_kind, "width": job.width,
-                  "height": job.height, "quality": job.quality}
+        params = {
+            "steps": job.steps,
+            "guidance": job.guidance,
+            "guidance_kind": job.guidance_kind,
+            "width": job.width,
+            "height": job.height,
+            "quality": job.quality,
+        }
         return Rendered(images=images, model=job.model, params=params)
 
 
@@ -66,7 +78,5 @@ class RecordingExpander:
         return "records every call"
 
     def expand(self, idea, *, style=None, variant=0, base_url=None) -> Expansion:
-        EXPANSIONS.append({"idea": idea, "style": style, "variant": variant, "base_url": base_url,
-                           "model": self.config.expander_model})
-        return Expansion(prompt=f"{idea.strip()}, variant {variant}", negative_prompt="recorded negative",
-                         expander=self.name, model=self.config.expander_model)
+        EXPANSIONS.append({"idea": idea, "style": style, "variant": variant, "base_url": base_url, "model": self.config.expander_model})
+        return Expansion(prompt=f"{idea.strip()}, variant {variant}", negative_prompt="recorded negative", expander=self.name, model=self.config.expander_model)

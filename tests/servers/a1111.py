@@ -80,8 +80,26 @@ from PIL import Image, PngImagePlugin
 
 from .pictures import BAD_PICTURES, bad_picture
 
-MODES = ("ok", "unauthorized", "noapi", "error500", "error422", "slow", "html", "badjson", "dies", "echo401", "echo500", "echoinfo",
-         "drip", "infolist", "strnumbers", "hugeinfo", "otherseed", *BAD_PICTURES)
+MODES = (
+    "ok",
+    "unauthorized",
+    "noapi",
+    "error500",
+    "error422",
+    "slow",
+    "html",
+    "badjson",
+    "dies",
+    "echo401",
+    "echo500",
+    "echoinfo",
+    "drip",
+    "infolist",
+    "strnumbers",
+    "hugeinfo",
+    "otherseed",
+    *BAD_PICTURES,
+)
 VERSION = "v1.10.1"
 
 
@@ -120,23 +138,56 @@ SAMPLERS = [
     ("UniPC", ["unipc"], {}),
 ]
 SCHEDULERS = [  # (name, label) as /sdapi/v1/schedulers lists them
-    ("automatic", "Automatic"), ("uniform", "Uniform"), ("karras", "Karras"), ("exponential", "Exponential"),
-    ("polyexponential", "Polyexponential"), ("sgm_uniform", "SGM Uniform"),
+    ("automatic", "Automatic"),
+    ("uniform", "Uniform"),
+    ("karras", "Karras"),
+    ("exponential", "Exponential"),
+    ("polyexponential", "Polyexponential"),
+    ("sgm_uniform", "SGM Uniform"),
 ]
 
 # the request model's defaults (StableDiffusionProcessingTxt2Img via StableDiffusionTxt2ImgProcessingAPI)
 TXT2IMG_DEFAULTS = {
-    "prompt": "", "negative_prompt": "", "styles": None, "seed": -1, "subseed": -1, "subseed_strength": 0,
-    "seed_resize_from_h": -1, "seed_resize_from_w": -1, "sampler_name": None, "scheduler": None, "batch_size": 1,
-    "n_iter": 1, "steps": 50, "cfg_scale": 7.0, "width": 512, "height": 512, "restore_faces": None, "tiling": None,
-    "do_not_save_samples": False, "do_not_save_grid": False, "eta": None, "denoising_strength": None,
-    "override_settings": None, "override_settings_restore_afterwards": True, "refiner_checkpoint": None,
-    "refiner_switch_at": None, "disable_extra_networks": False, "enable_hr": False, "hr_scale": 2.0,
-    "hr_upscaler": None, "hr_second_pass_steps": 0, "sampler_index": "Euler", "script_name": None,
-    "script_args": [], "send_images": True, "save_images": False, "alwayson_scripts": {}, "infotext": None,
+    "prompt": "",
+    "negative_prompt": "",
+    "styles": None,
+    "seed": -1,
+    "subseed": -1,
+    "subseed_strength": 0,
+    "seed_resize_from_h": -1,
+    "seed_resize_from_w": -1,
+    "sampler_name": None,
+    "scheduler": None,
+    "batch_size": 1,
+    "n_iter": 1,
+    "steps": 50,
+    "cfg_scale": 7.0,
+    "width": 512,
+    "height": 512,
+    "restore_faces": None,
+    "tiling": None,
+    "do_not_save_samples": False,
+    "do_not_save_grid": False,
+    "eta": None,
+    "denoising_strength": None,
+    "override_settings": None,
+    "override_settings_restore_afterwards": True,
+    "refiner_checkpoint": None,
+    "refiner_switch_at": None,
+    "disable_extra_networks": False,
+    "enable_hr": False,
+    "hr_scale": 2.0,
+    "hr_upscaler": None,
+    "hr_second_pass_steps": 0,
+    "sampler_index": "Euler",
+    "script_name": None,
+    "script_args": [],
+    "send_images": True,
+    "save_images": False,
+    "alwayson_scripts": {},
+    "infotext": None,
 }
-INT_FIELDS = ("seed", "subseed", "steps", "width", "height", "batch_size", "n_iter", "seed_resize_from_h",
-              "seed_resize_from_w", "hr_second_pass_steps")
+INT_FIELDS = ("seed", "subseed", "steps", "width", "height", "batch_size", "n_iter", "seed_resize_from_h", "seed_resize_from_w", "hr_second_pass_steps")
 FLOAT_FIELDS = ("cfg_scale", "subseed_strength", "denoising_strength", "eta", "hr_scale")
 STR_FIELDS = ("prompt", "negative_prompt", "sampler_name", "scheduler", "sampler_index")
 BOOL_FIELDS = ("send_images", "save_images", "restore_faces", "tiling", "enable_hr")
@@ -234,9 +285,14 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError as error:
             body, bad_json = None, error
         record = {
-            "method": method, "path": self.path, "mode": mode, "endpoint": path,
+            "method": method,
+            "path": self.path,
+            "mode": mode,
+            "endpoint": path,
             "query": {k: v[-1] for k, v in parse_qs(parts.query).items()},
-            "headers": dict(self.headers.items()), "json": body, "auth": self.basic_auth(),
+            "headers": dict(self.headers.items()),
+            "json": body,
+            "auth": self.basic_auth(),
         }
         if bad_json is not None:
             record["body"] = raw.decode("utf-8", "replace")
@@ -282,11 +338,10 @@ class Handler(BaseHTTPRequestHandler):
             ("POST", "/sdapi/v1/interrupt"): self.interrupt,
             ("POST", "/sdapi/v1/skip"): self.skip,
             ("GET", "/sdapi/v1/sd-models"): lambda: self.send_json(200, server.models if server.lists_models else []),
-            ("GET", "/sdapi/v1/samplers"): lambda: self.send_json(
-                200, [{"name": n, "aliases": a, "options": o} for n, a, o in SAMPLERS]),
-            ("GET", "/sdapi/v1/schedulers"): lambda: self.send_json(200, [
-                {"name": n, "label": label, "aliases": None, "default_rho": -1, "need_inner_model": False}
-                for n, label in SCHEDULERS]),
+            ("GET", "/sdapi/v1/samplers"): lambda: self.send_json(200, [{"name": n, "aliases": a, "options": o} for n, a, o in SAMPLERS]),
+            ("GET", "/sdapi/v1/schedulers"): lambda: self.send_json(
+                200, [{"name": n, "label": label, "aliases": None, "default_rho": -1, "need_inner_model": False} for n, label in SCHEDULERS]
+            ),
             ("GET", "/sdapi/v1/options"): lambda: self.send_json(200, dict(server.options)),
             ("POST", "/sdapi/v1/options"): lambda: self.set_options(record["json"]),
             ("GET", "/sdapi/v1/cmd-flags"): lambda: self.send_json(200, {"api": True, "api_auth": None, "listen": False}),
@@ -330,10 +385,19 @@ class Handler(BaseHTTPRequestHandler):
 
     def validate(self, body, bad_json) -> dict:
         if bad_json is not None:
-            raise _HTTPError(422, {"detail": [{
-                "loc": ["body", getattr(bad_json, "pos", 0)], "msg": "Expecting value",
-                "type": "value_error.jsondecode",
-                "ctx": {"msg": "Expecting value", "doc": "", "pos": getattr(bad_json, "pos", 0)}}]})
+            raise _HTTPError(
+                422,
+                {
+                    "detail": [
+                        {
+                            "loc": ["body", getattr(bad_json, "pos", 0)],
+                            "msg": "Expecting value",
+                            "type": "value_error.jsondecode",
+                            "ctx": {"msg": "Expecting value", "doc": "", "pos": getattr(bad_json, "pos", 0)},
+                        }
+                    ]
+                },
+            )
         if not isinstance(body, dict):
             raise _HTTPError(422, {"detail": [{"loc": ["body"], "msg": "field required", "type": "value_error.missing"}]})
         problems = []
@@ -366,12 +430,10 @@ class Handler(BaseHTTPRequestHandler):
         for name in BOOL_FIELDS:
             value = request.get(name)
             if value is not None and not isinstance(value, bool) and value not in (0, 1, "true", "false"):
-                problems.append({"loc": ["body", name], "msg": "value could not be parsed to a boolean",
-                                 "type": "type_error.bool"})
+                problems.append({"loc": ["body", name], "msg": "value could not be parsed to a boolean", "type": "type_error.bool"})
         settings = request.get("override_settings")
         if settings is not None and not isinstance(settings, dict):
-            problems.append({"loc": ["body", "override_settings"], "msg": "value is not a valid dict",
-                             "type": "type_error.dict"})
+            problems.append({"loc": ["body", "override_settings"], "msg": "value is not a valid dict", "type": "type_error.dict"})
         if problems:
             raise _HTTPError(422, {"detail": problems})
         return request
@@ -379,8 +441,7 @@ class Handler(BaseHTTPRequestHandler):
     def txt2img(self, mode: str, body, bad_json) -> None:
         server = self.server
         if mode == "error422":
-            raise _HTTPError(422, {"detail": [{"loc": ["body", "width"], "msg": "value is not a valid integer",
-                                               "type": "type_error.integer"}]})
+            raise _HTTPError(422, {"detail": [{"loc": ["body", "width"], "msg": "value is not a valid integer", "type": "type_error.integer"}]})
         request = self.validate(body, bad_json)
         if server.on_txt2img is not None:
             server.on_txt2img(request)
@@ -398,15 +459,21 @@ class Handler(BaseHTTPRequestHandler):
         if scheduler is not None and scheduler not in labels:
             raise _webui_error(404, "Scheduler not found")
         if mode == "echo500":
-            raise _webui_error(500, "", error="RuntimeError", errors=(
-                f"RuntimeError: {self.headers.get('Authorization')} on POST {self.path} failed; headers {dict(self.headers.items())}"))
+            raise _webui_error(
+                500,
+                "",
+                error="RuntimeError",
+                errors=(f"RuntimeError: {self.headers.get('Authorization')} on POST {self.path} failed; headers {dict(self.headers.items())}"),
+            )
         if mode == "error500":
-            raise _webui_error(500, "", error="OutOfMemoryError", errors=(
-                "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 8.00 GiB of which "
-                "1.02 GiB is free."))
+            raise _webui_error(
+                500,
+                "",
+                error="OutOfMemoryError",
+                errors=("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 8.00 GiB of which 1.02 GiB is free."),
+            )
         with server.queue_lock:
-            result = server.render(request, sampler, labels.get(scheduler) if scheduler else None,
-                                   dies=(mode == "dies"))
+            result = server.render(request, sampler, labels.get(scheduler) if scheduler else None, dies=(mode == "dies"))
         if result is None:
             raise _Dropped()
         if mode == "echoinfo":
@@ -460,8 +527,16 @@ class FakeA1111(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, *, step_seconds: float = 0.01, preview_every: int = 1, auth: tuple[str, str] | None = None,
-                 return_grid: bool = True, slow_seconds: float = 2.0, models: list[dict] | None = None):
+    def __init__(
+        self,
+        *,
+        step_seconds: float = 0.01,
+        preview_every: int = 1,
+        auth: tuple[str, str] | None = None,
+        return_grid: bool = True,
+        slow_seconds: float = 2.0,
+        models: list[dict] | None = None,
+    ):
         """`preview_every`: the web UI's "show progress every N steps" (0: no live previews, current_image null).
         `auth`: ("user", "pass") as `--api-auth user:pass` sets: every endpoint wants HTTP basic auth."""
         super().__init__(("127.0.0.1", 0), Handler)
@@ -479,10 +554,15 @@ class FakeA1111(ThreadingHTTPServer):
         self.lists_models, self.placeholder = True, False
         self.placeholder_image = _png(Image.new("RGB", (64, 64), (90, 90, 90)))
         self.options = {
-            "sd_model_checkpoint": self.models[0]["title"], "sd_checkpoint_hash": self.models[0]["sha256"],
-            "samples_format": "png", "return_grid": return_grid, "enable_pnginfo": True,
-            "live_previews_enable": preview_every > 0, "show_progress_every_n_steps": preview_every or -1,
-            "CLIP_stop_at_last_layers": 1, "eta_noise_seed_delta": 0,
+            "sd_model_checkpoint": self.models[0]["title"],
+            "sd_checkpoint_hash": self.models[0]["sha256"],
+            "samples_format": "png",
+            "return_grid": return_grid,
+            "enable_pnginfo": True,
+            "live_previews_enable": preview_every > 0,
+            "show_progress_every_n_steps": preview_every or -1,
+            "CLIP_stop_at_last_layers": 1,
+            "eta_noise_seed_delta": 0,
         }
         self.requests: list[dict] = []
         self.jobs: list[dict] = []  # one summary per txt2img that ran: seeds, steps_done, interrupted, images
@@ -490,8 +570,15 @@ class FakeA1111(ThreadingHTTPServer):
         self.state_lock = threading.Lock()
         self.running = threading.Event()  # set while a txt2img is sampling
         self.state = {
-            "skipped": False, "interrupted": False, "stopping_generation": False, "job": "", "job_count": 0,
-            "job_timestamp": "0", "job_no": 0, "sampling_step": 0, "sampling_steps": 0,
+            "skipped": False,
+            "interrupted": False,
+            "stopping_generation": False,
+            "job": "",
+            "job_count": 0,
+            "job_timestamp": "0",
+            "job_no": 0,
+            "sampling_step": 0,
+            "sampling_steps": 0,
         }
         self.time_start = 0.0
         self.batch: tuple[list[str], list[int], tuple[int, int]] | None = None  # what is being sampled now
@@ -524,8 +611,7 @@ class FakeA1111(ThreadingHTTPServer):
     def find_model(self, name: str) -> dict | None:
         """The web UI's get_closet_checkpoint_match: a title, file name, model name, short hash or sha256."""
         for model in self.models:
-            names = {model["title"], model["model_name"], model["hash"], model["sha256"],
-                     model["filename"].rsplit("/", 1)[-1], model["title"].split(" [")[0]}
+            names = {model["title"], model["model_name"], model["hash"], model["sha256"], model["filename"].rsplit("/", 1)[-1], model["title"].split(" [")[0]}
             if name in names:
                 return model
         return None
@@ -544,8 +630,7 @@ class FakeA1111(ThreadingHTTPServer):
         if state["job_count"] == 0:
             return {"progress": 0, "eta_relative": 0, "state": state, "current_image": None, "textinfo": None}
         if self.placeholder:  # a server that does not track progress: 0, and the same stand-in picture throughout
-            return {"progress": 0, "eta_relative": 0, "state": dict(state, sampling_step=0), "current_image": self.placeholder_image,
-                    "textinfo": None}
+            return {"progress": 0, "eta_relative": 0, "state": dict(state, sampling_step=0), "current_image": self.placeholder_image, "textinfo": None}
         progress = 0.01
         if state["job_count"] > 0:
             progress += state["job_no"] / state["job_count"]
@@ -559,21 +644,24 @@ class FakeA1111(ThreadingHTTPServer):
             shown = state["sampling_step"] - state["sampling_step"] % self.preview_every
         if batch is not None and shown > 0 and not skip_current_image:
             prompts, seeds, size = batch
-            previews = [Image.new("RGB", size, _blend(colour_of(p, s), 0.8 * shown / state["sampling_steps"]))
-                        for p, s in zip(prompts, seeds)]
+            previews = [Image.new("RGB", size, _blend(colour_of(p, s), 0.8 * shown / state["sampling_steps"])) for p, s in zip(prompts, seeds)]
             current_image = _png(_grid(previews, len(previews)))
-        return {"progress": min(progress, 1), "eta_relative": eta_relative, "state": state,
-                "current_image": current_image, "textinfo": None}
+        return {"progress": min(progress, 1), "eta_relative": eta_relative, "state": state, "current_image": current_image, "textinfo": None}
 
     # -- txt2img ------------------------------------------------------------------------------------------------
 
-    def infotext(self, request: dict, prompt: str, negative: str, seed: int, model: dict, sampler: str,
-                 scheduler: str | None) -> str:
+    def infotext(self, request: dict, prompt: str, negative: str, seed: int, model: dict, sampler: str, scheduler: str | None) -> str:
         """The web UI's create_infotext, with its default options."""
         params = {
-            "Steps": request["steps"], "Sampler": sampler, "Schedule type": scheduler,
-            "CFG scale": request["cfg_scale"], "Seed": seed, "Size": f"{request['width']}x{request['height']}",
-            "Model hash": model["hash"], "Model": model["model_name"], "Version": VERSION,
+            "Steps": request["steps"],
+            "Sampler": sampler,
+            "Schedule type": scheduler,
+            "CFG scale": request["cfg_scale"],
+            "Seed": seed,
+            "Size": f"{request['width']}x{request['height']}",
+            "Model hash": model["hash"],
+            "Model": model["model_name"],
+            "Version": VERSION,
         }
         text = ", ".join(f"{k}: {v}" for k, v in params.items() if v is not None)
         negative_text = f"\nNegative prompt: {negative}" if negative else ""
@@ -582,8 +670,7 @@ class FakeA1111(ThreadingHTTPServer):
     def render(self, request: dict, sampler: str, scheduler: str | None, dies: bool = False) -> dict | None:
         """Run one txt2img job; None when the connection is to be dropped (the `dies` mode)."""
         settings = request.get("override_settings") or {}
-        model = self.find_model(settings.get("sd_model_checkpoint") or "") or self.find_model(
-            self.options["sd_model_checkpoint"]) or self.models[0]
+        model = self.find_model(settings.get("sd_model_checkpoint") or "") or self.find_model(self.options["sd_model_checkpoint"]) or self.models[0]
         seed = request["seed"]
         if seed is None or seed == -1:
             seed = random.randrange(4294967294)
@@ -596,9 +683,17 @@ class FakeA1111(ThreadingHTTPServer):
         size = (max(8, request["width"] // 8 * 8), max(8, request["height"] // 8 * 8))
         timestamp = time.strftime("%Y%m%d%H%M%S")
         with self.state_lock:  # state.begin
-            self.state.update(skipped=False, interrupted=False, stopping_generation=False, job="scripts_txt2img",
-                              job_count=n_iter, job_no=0, sampling_step=0, sampling_steps=steps,
-                              job_timestamp=timestamp)
+            self.state.update(
+                skipped=False,
+                interrupted=False,
+                stopping_generation=False,
+                job="scripts_txt2img",
+                job_count=n_iter,
+                job_no=0,
+                sampling_step=0,
+                sampling_steps=steps,
+                job_timestamp=timestamp,
+            )
             self.time_start = time.time()
         images, infotexts, steps_done, interrupted, dropped = [], [], 0, False, False
         try:
@@ -612,7 +707,7 @@ class FakeA1111(ThreadingHTTPServer):
                     if n_iter > 1:
                         self.state["job"] = f"Batch {n + 1} out of {n_iter}"
                     self.state.update(job_no=n, sampling_step=0)
-                    seeds = all_seeds[n * batch_size:(n + 1) * batch_size]
+                    seeds = all_seeds[n * batch_size : (n + 1) * batch_size]
                     self.batch = ([prompt] * batch_size, seeds, size)
                 self.running.set()
                 done = 0
@@ -645,8 +740,17 @@ class FakeA1111(ThreadingHTTPServer):
             with self.state_lock:  # state.end
                 self.state.update(job="", job_count=0)
                 self.batch = None
-            self.jobs.append({"seeds": all_seeds, "steps": steps, "steps_done": steps_done, "interrupted": interrupted,
-                              "images": len(images), "model": model["model_name"], "dropped": dropped})
+            self.jobs.append(
+                {
+                    "seeds": all_seeds,
+                    "steps": steps,
+                    "steps_done": steps_done,
+                    "interrupted": interrupted,
+                    "images": len(images),
+                    "model": model["model_name"],
+                    "dropped": dropped,
+                }
+            )
         index_of_first_image = 0
         if request.get("save_images") and self.return_grid and len(images) >= 2:
             grid_text = self.infotext(request, prompt, negative, all_seeds[0], model, sampler, scheduler)
@@ -654,17 +758,37 @@ class FakeA1111(ThreadingHTTPServer):
             infotexts.insert(0, grid_text)
             index_of_first_image = 1
         info = {
-            "prompt": prompt, "all_prompts": all_prompts, "negative_prompt": negative,
-            "all_negative_prompts": all_negatives, "seed": all_seeds[0], "all_seeds": all_seeds,
-            "subseed": subseed, "all_subseeds": [subseed + i for i in range(total)],
-            "subseed_strength": request["subseed_strength"], "width": request["width"], "height": request["height"],
-            "sampler_name": sampler, "cfg_scale": request["cfg_scale"], "steps": request["steps"],
-            "batch_size": batch_size, "restore_faces": False, "face_restoration_model": None,
-            "sd_model_name": model["model_name"], "sd_model_hash": model["hash"], "sd_vae_name": None,
-            "sd_vae_hash": None, "seed_resize_from_w": -1, "seed_resize_from_h": -1, "denoising_strength": None,
+            "prompt": prompt,
+            "all_prompts": all_prompts,
+            "negative_prompt": negative,
+            "all_negative_prompts": all_negatives,
+            "seed": all_seeds[0],
+            "all_seeds": all_seeds,
+            "subseed": subseed,
+            "all_subseeds": [subseed + i for i in range(total)],
+            "subseed_strength": request["subseed_strength"],
+            "width": request["width"],
+            "height": request["height"],
+            "sampler_name": sampler,
+            "cfg_scale": request["cfg_scale"],
+            "steps": request["steps"],
+            "batch_size": batch_size,
+            "restore_faces": False,
+            "face_restoration_model": None,
+            "sd_model_name": model["model_name"],
+            "sd_model_hash": model["hash"],
+            "sd_vae_name": None,
+            "sd_vae_hash": None,
+            "seed_resize_from_w": -1,
+            "seed_resize_from_h": -1,
+            "denoising_strength": None,
             "extra_generation_params": {"Schedule type": scheduler} if scheduler else {},
-            "index_of_first_image": index_of_first_image, "infotexts": infotexts, "styles": [],
-            "job_timestamp": timestamp, "clip_skip": 1, "is_using_inpainting_conditioning": False,
+            "index_of_first_image": index_of_first_image,
+            "infotexts": infotexts,
+            "styles": [],
+            "job_timestamp": timestamp,
+            "clip_skip": 1,
+            "is_using_inpainting_conditioning": False,
             "version": VERSION,
         }
         parameters = {key: request.get(key) for key in TXT2IMG_DEFAULTS}

@@ -96,10 +96,35 @@ PNG = 2
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 SAMPLERS = [
-    "euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2", "dpm_2", "dpm_2_ancestral", "lms",
-    "dpm_fast", "dpm_adaptive", "dpmpp_2s_ancestral", "dpmpp_2s_ancestral_cfg_pp", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m",
-    "dpmpp_2m_cfg_pp", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm", "lcm", "ipndm", "ipndm_v",
-    "deis", "ddim", "uni_pc", "uni_pc_bh2",
+    "euler",
+    "euler_cfg_pp",
+    "euler_ancestral",
+    "euler_ancestral_cfg_pp",
+    "heun",
+    "heunpp2",
+    "dpm_2",
+    "dpm_2_ancestral",
+    "lms",
+    "dpm_fast",
+    "dpm_adaptive",
+    "dpmpp_2s_ancestral",
+    "dpmpp_2s_ancestral_cfg_pp",
+    "dpmpp_sde",
+    "dpmpp_sde_gpu",
+    "dpmpp_2m",
+    "dpmpp_2m_cfg_pp",
+    "dpmpp_2m_sde",
+    "dpmpp_2m_sde_gpu",
+    "dpmpp_3m_sde",
+    "dpmpp_3m_sde_gpu",
+    "ddpm",
+    "lcm",
+    "ipndm",
+    "ipndm_v",
+    "deis",
+    "ddim",
+    "uni_pc",
+    "uni_pc_bh2",
 ]
 SCHEDULERS = ["normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta", "linear_quadratic", "kl_optimal"]
 DEFAULT_CHECKPOINTS = ["v1-5-pruned-emaonly.safetensors", "v1-5-pruned-emaonly-fp16.safetensors", "sd_xl_base_1.0.safetensors"]
@@ -113,23 +138,33 @@ _SIZE = {"default": 512, "min": 16, "max": 16384, "step": 8}
 NODE_CLASSES: dict[str, dict] = {
     "CheckpointLoaderSimple": {
         "required": {"ckpt_name": [[ANY_NAME]]},
-        "output": ["MODEL", "CLIP", "VAE"], "display_name": "Load Checkpoint", "category": "loaders",
+        "output": ["MODEL", "CLIP", "VAE"],
+        "display_name": "Load Checkpoint",
+        "category": "loaders",
     },
     "LoraLoader": {
         "required": {
-            "model": ["MODEL"], "clip": ["CLIP"], "lora_name": [[ANY_NAME]],
+            "model": ["MODEL"],
+            "clip": ["CLIP"],
+            "lora_name": [[ANY_NAME]],
             "strength_model": ["FLOAT", {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.01}],
             "strength_clip": ["FLOAT", {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.01}],
         },
-        "output": ["MODEL", "CLIP"], "display_name": "Load LoRA", "category": "loaders",
+        "output": ["MODEL", "CLIP"],
+        "display_name": "Load LoRA",
+        "category": "loaders",
     },
     "CLIPTextEncode": {
         "required": {"text": ["STRING", {"multiline": True, "dynamicPrompts": True}], "clip": ["CLIP"]},
-        "output": ["CONDITIONING"], "display_name": "CLIP Text Encode (Prompt)", "category": "conditioning",
+        "output": ["CONDITIONING"],
+        "display_name": "CLIP Text Encode (Prompt)",
+        "category": "conditioning",
     },
     "EmptyLatentImage": {
         "required": {"width": ["INT", dict(_SIZE)], "height": ["INT", dict(_SIZE)], "batch_size": ["INT", {"default": 1, "min": 1, "max": 4096}]},
-        "output": ["LATENT"], "display_name": "Empty Latent Image", "category": "latent",
+        "output": ["LATENT"],
+        "display_name": "Empty Latent Image",
+        "category": "latent",
     },
     "KSampler": {
         "required": {
@@ -144,57 +179,93 @@ NODE_CLASSES: dict[str, dict] = {
             "latent_image": ["LATENT"],
             "denoise": ["FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}],
         },
-        "output": ["LATENT"], "display_name": "KSampler", "category": "sampling",
+        "output": ["LATENT"],
+        "display_name": "KSampler",
+        "category": "sampling",
     },
     "EmptySD3LatentImage": {
-        "required": {"width": ["INT", dict(_SIZE, default=1024)], "height": ["INT", dict(_SIZE, default=1024)],
-                     "batch_size": ["INT", {"default": 1, "min": 1, "max": 4096}]},
-        "output": ["LATENT"], "display_name": "EmptySD3LatentImage", "category": "latent/sd3",
+        "required": {
+            "width": ["INT", dict(_SIZE, default=1024)],
+            "height": ["INT", dict(_SIZE, default=1024)],
+            "batch_size": ["INT", {"default": 1, "min": 1, "max": 4096}],
+        },
+        "output": ["LATENT"],
+        "display_name": "EmptySD3LatentImage",
+        "category": "latent/sd3",
     },
     "RandomNoise": {
         "required": {"noise_seed": ["INT", {"default": 0, "min": 0, "max": INT_MAX, "control_after_generate": True}]},
-        "output": ["NOISE"], "display_name": "RandomNoise", "category": "sampling/custom_sampling/noise",
+        "output": ["NOISE"],
+        "display_name": "RandomNoise",
+        "category": "sampling/custom_sampling/noise",
     },
     "BasicScheduler": {
-        "required": {"model": ["MODEL"], "scheduler": [SCHEDULERS], "steps": ["INT", {"default": 20, "min": 1, "max": 10000}],
-                     "denoise": ["FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}]},
-        "output": ["SIGMAS"], "display_name": "BasicScheduler", "category": "sampling/custom_sampling/schedulers",
+        "required": {
+            "model": ["MODEL"],
+            "scheduler": [SCHEDULERS],
+            "steps": ["INT", {"default": 20, "min": 1, "max": 10000}],
+            "denoise": ["FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}],
+        },
+        "output": ["SIGMAS"],
+        "display_name": "BasicScheduler",
+        "category": "sampling/custom_sampling/schedulers",
     },
     "KSamplerSelect": {
         "required": {"sampler_name": [SAMPLERS]},
-        "output": ["SAMPLER"], "display_name": "KSamplerSelect", "category": "sampling/custom_sampling/samplers",
+        "output": ["SAMPLER"],
+        "display_name": "KSamplerSelect",
+        "category": "sampling/custom_sampling/samplers",
     },
     "CFGGuider": {
-        "required": {"model": ["MODEL"], "positive": ["CONDITIONING"], "negative": ["CONDITIONING"],
-                     "cfg": ["FLOAT", {"default": 8.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01}]},
-        "output": ["GUIDER"], "display_name": "CFGGuider", "category": "sampling/custom_sampling/guiders",
+        "required": {
+            "model": ["MODEL"],
+            "positive": ["CONDITIONING"],
+            "negative": ["CONDITIONING"],
+            "cfg": ["FLOAT", {"default": 8.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01}],
+        },
+        "output": ["GUIDER"],
+        "display_name": "CFGGuider",
+        "category": "sampling/custom_sampling/guiders",
     },
     "BasicGuider": {
         "required": {"model": ["MODEL"], "conditioning": ["CONDITIONING"]},
-        "output": ["GUIDER"], "display_name": "BasicGuider", "category": "sampling/custom_sampling/guiders",
+        "output": ["GUIDER"],
+        "display_name": "BasicGuider",
+        "category": "sampling/custom_sampling/guiders",
     },
     "FluxGuidance": {
         "required": {"conditioning": ["CONDITIONING"], "guidance": ["FLOAT", {"default": 3.5, "min": 0.0, "max": 100.0, "step": 0.1}]},
-        "output": ["CONDITIONING"], "display_name": "FluxGuidance", "category": "advanced/conditioning/flux",
+        "output": ["CONDITIONING"],
+        "display_name": "FluxGuidance",
+        "category": "advanced/conditioning/flux",
     },
     "SamplerCustomAdvanced": {
-        "required": {"noise": ["NOISE"], "guider": ["GUIDER"], "sampler": ["SAMPLER"], "sigmas": ["SIGMAS"],
-                     "latent_image": ["LATENT"]},
-        "output": ["LATENT", "LATENT"], "display_name": "SamplerCustomAdvanced", "category": "sampling/custom_sampling",
+        "required": {"noise": ["NOISE"], "guider": ["GUIDER"], "sampler": ["SAMPLER"], "sigmas": ["SIGMAS"], "latent_image": ["LATENT"]},
+        "output": ["LATENT", "LATENT"],
+        "display_name": "SamplerCustomAdvanced",
+        "category": "sampling/custom_sampling",
     },
     "VAEDecode": {
         "required": {"samples": ["LATENT"], "vae": ["VAE"]},
-        "output": ["IMAGE"], "display_name": "VAE Decode", "category": "latent",
+        "output": ["IMAGE"],
+        "display_name": "VAE Decode",
+        "category": "latent",
     },
     "SaveImage": {
         "required": {"images": ["IMAGE"], "filename_prefix": ["STRING", {"default": "ComfyUI"}]},
         "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
-        "output": [], "output_node": True, "display_name": "Save Image", "category": "image",
+        "output": [],
+        "output_node": True,
+        "display_name": "Save Image",
+        "category": "image",
     },
     "PreviewImage": {
         "required": {"images": ["IMAGE"]},
         "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
-        "output": [], "output_node": True, "display_name": "Preview Image", "category": "image",
+        "output": [],
+        "output_node": True,
+        "display_name": "Preview Image",
+        "category": "image",
     },
 }
 
@@ -390,8 +461,14 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             parsed = None
         self._record = {
-            "method": method, "path": parts.path, "query": query, "headers": dict(self.headers.items()), "body": body,
-            "json": parsed, "authorization": self.headers.get("Authorization"), "status": None,
+            "method": method,
+            "path": parts.path,
+            "query": query,
+            "headers": dict(self.headers.items()),
+            "body": body,
+            "json": parsed,
+            "authorization": self.headers.get("Authorization"),
+            "status": None,
         }
         fake.requests.append(self._record)
         if fake._hung:
@@ -403,7 +480,7 @@ class _Handler(BaseHTTPRequestHandler):
             auth = self.headers.get("Authorization") or ""
             if not auth.startswith("Bearer "):
                 return self.reply(401, b"401: Unauthorized", headers={"WWW-Authenticate": 'Bearer realm="comfyui"'})
-            if not hmac.compare_digest(auth[len("Bearer "):].strip().encode(), fake.token.encode()):
+            if not hmac.compare_digest(auth[len("Bearer ") :].strip().encode(), fake.token.encode()):
                 return self.reply_text(403, "403: Forbidden")
         if not fake._origin_ok(self.headers):
             return self.reply_text(403, "")
@@ -453,9 +530,29 @@ class FakeComfyUI:
     """ComfyUI's HTTP + websocket API on 127.0.0.1, in background threads. See the module docstring."""
 
     FAULTS = (
-        "step_seconds", "node_seconds", "previews", "preview_every", "preview_format", "fail_at_step", "fail_node_class",
-        "error_type", "error_message", "die_at_step", "die_mode", "drop_ws_at_step", "cache", "noise", "png_metadata",
-        "echo_auth", "flood", "never_done", "ws_junk", "prompt_reply", "view_reply", "preview_method", "object_info",
+        "step_seconds",
+        "node_seconds",
+        "previews",
+        "preview_every",
+        "preview_format",
+        "fail_at_step",
+        "fail_node_class",
+        "error_type",
+        "error_message",
+        "die_at_step",
+        "die_mode",
+        "drop_ws_at_step",
+        "cache",
+        "noise",
+        "png_metadata",
+        "echo_auth",
+        "flood",
+        "never_done",
+        "ws_junk",
+        "prompt_reply",
+        "view_reply",
+        "preview_method",
+        "object_info",
     )
 
     def __init__(
@@ -692,12 +789,13 @@ class FakeComfyUI:
             if self.ws_junk:
                 ws.send_text("<html>502 Bad Gateway</html>")
         if self.flood:
+
             def flood():
                 step = 0
                 while not ws.closed and not self._stopping.is_set():
                     step += 1
-                    ws.send_text(json.dumps({"type": "progress", "data": {"value": step % 20, "max": 20, "node": "3",
-                                                                          "prompt_id": "another-clients-prompt"}}))
+                    ws.send_text(json.dumps({"type": "progress", "data": {"value": step % 20, "max": 20, "node": "3", "prompt_id": "another-clients-prompt"}}))
+
             threading.Thread(target=flood, name="fake-comfyui-flood", daemon=True).start()
         try:
             while not self._stopping.is_set():
@@ -791,8 +889,12 @@ class FakeComfyUI:
             name = segments[1]
             return h.reply_json(200, {name: self._node_info(name)} if name in NODE_CLASSES else {})
         if method in ("GET", "HEAD") and len(segments) == 2 and segments[0] == "models":
-            lists = {"checkpoints": DEFAULT_CHECKPOINTS if self.checkpoints is None else self.checkpoints,
-                     "loras": DEFAULT_LORAS if self.loras is None else self.loras, "vae": [], "embeddings": []}
+            lists = {
+                "checkpoints": DEFAULT_CHECKPOINTS if self.checkpoints is None else self.checkpoints,
+                "loras": DEFAULT_LORAS if self.loras is None else self.loras,
+                "vae": [],
+                "embeddings": [],
+            }
             return h.reply_json(200, lists[segments[1]]) if segments[1] in lists else h.reply_text(404)
         if key in gets or key in posts:
             return h.reply_text(405, "405: Method Not Allowed")
@@ -899,7 +1001,7 @@ class FakeComfyUI:
                 return {prompt_id: copy.deepcopy(self._history[prompt_id])} if prompt_id in self._history else {}
             items = list(self._history.items())
             if max_items is not None:
-                items = items[-int(max_items):] if int(max_items) > 0 else []
+                items = items[-int(max_items) :] if int(max_items) > 0 else []
             return copy.deepcopy(dict(items))
 
     def _view(self, h: _Handler, query: dict) -> None:
@@ -961,13 +1063,26 @@ class FakeComfyUI:
     def _system_stats(self) -> dict:
         return {
             "system": {
-                "os": "posix", "ram_total": 64 * 2**30, "ram_free": 48 * 2**30, "comfyui_version": "0.3.40",
-                "python_version": "3.11.7 (main)", "pytorch_version": "2.7.0+cu126", "embedded_python": False, "argv": ["main.py"],
+                "os": "posix",
+                "ram_total": 64 * 2**30,
+                "ram_free": 48 * 2**30,
+                "comfyui_version": "0.3.40",
+                "python_version": "3.11.7 (main)",
+                "pytorch_version": "2.7.0+cu126",
+                "embedded_python": False,
+                "argv": ["main.py"],
             },
-            "devices": [{
-                "name": "cuda:0 FakeGPU : cudaMallocAsync", "type": "cuda", "index": 0, "vram_total": 24 * 2**30, "vram_free": 20 * 2**30,
-                "torch_vram_total": 0, "torch_vram_free": 0,
-            }],
+            "devices": [
+                {
+                    "name": "cuda:0 FakeGPU : cudaMallocAsync",
+                    "type": "cuda",
+                    "index": 0,
+                    "vram_total": 24 * 2**30,
+                    "vram_free": 20 * 2**30,
+                    "torch_vram_total": 0,
+                    "torch_vram_free": 0,
+                }
+            ],
         }
 
     # --- validation (execution.validate_prompt's rules and error shapes) -----------------------------------
@@ -1028,20 +1143,37 @@ class FakeComfyUI:
             kind = info[0]
             if isinstance(value, list):
                 if len(value) != 2:
-                    errors.append(_error("bad_linked_input", "Bad linked input, must be a length-2 list of [node_id, slot_index]", name,
-                                         {"input_name": name, "input_config": info, "received_value": value}))
+                    errors.append(
+                        _error(
+                            "bad_linked_input",
+                            "Bad linked input, must be a length-2 list of [node_id, slot_index]",
+                            name,
+                            {"input_name": name, "input_config": info, "received_value": value},
+                        )
+                    )
                     continue
                 source, slot = value
                 if not isinstance(source, str) or source not in prompt or not isinstance(slot, int):
-                    errors.append(_error("exception_during_inner_validation", "Exception when validating inner node", repr(source),
-                                         {"input_name": name, "input_config": info, "exception_message": f"KeyError: {source!r}", "linked_node": value}))
+                    errors.append(
+                        _error(
+                            "exception_during_inner_validation",
+                            "Exception when validating inner node",
+                            repr(source),
+                            {"input_name": name, "input_config": info, "exception_message": f"KeyError: {source!r}", "linked_node": value},
+                        )
+                    )
                     continue
                 returns = NODE_CLASSES[prompt[source]["class_type"]]["output"]
                 received = returns[slot] if 0 <= slot < len(returns) else None
                 if received != kind:
-                    errors.append(_error("return_type_mismatch", "Return type mismatch between linked nodes",
-                                         f"{name}, received_type({received}) mismatch input_type({kind})",
-                                         {"input_name": name, "input_config": info, "received_type": received, "linked_node": value}))
+                    errors.append(
+                        _error(
+                            "return_type_mismatch",
+                            "Return type mismatch between linked nodes",
+                            f"{name}, received_type({received}) mismatch input_type({kind})",
+                            {"input_name": name, "input_config": info, "received_type": received, "linked_node": value},
+                        )
+                    )
                     continue
                 if not self._validate_inputs(prompt, source, validated)[0]:
                     valid = False
@@ -1055,25 +1187,49 @@ class FakeComfyUI:
                     value = str(value)
                 inputs[name] = value
             except (TypeError, ValueError) as ex:
-                errors.append(_error("invalid_input_type", f"Failed to convert an input value to a {kind} value", f"{name}, {value}, {ex}",
-                                     {"input_name": name, "input_config": info, "received_value": value, "exception_message": str(ex)}))
+                errors.append(
+                    _error(
+                        "invalid_input_type",
+                        f"Failed to convert an input value to a {kind} value",
+                        f"{name}, {value}, {ex}",
+                        {"input_name": name, "input_config": info, "received_value": value, "exception_message": str(ex)},
+                    )
+                )
                 continue
             limits = info[1] if len(info) > 1 else {}
             if "min" in limits and value < limits["min"]:
-                errors.append(_error("value_smaller_than_min", f"Value {value} smaller than min of {limits['min']}", name,
-                                     {"input_name": name, "input_config": info, "received_value": value}))
+                errors.append(
+                    _error(
+                        "value_smaller_than_min",
+                        f"Value {value} smaller than min of {limits['min']}",
+                        name,
+                        {"input_name": name, "input_config": info, "received_value": value},
+                    )
+                )
                 continue
             if "max" in limits and value > limits["max"]:
-                errors.append(_error("value_bigger_than_max", f"Value {value} bigger than max of {limits['max']}", name,
-                                     {"input_name": name, "input_config": info, "received_value": value}))
+                errors.append(
+                    _error(
+                        "value_bigger_than_max",
+                        f"Value {value} bigger than max of {limits['max']}",
+                        name,
+                        {"input_name": name, "input_config": info, "received_value": value},
+                    )
+                )
                 continue
             if isinstance(kind, list):
                 options = self._combo_options(name, info)
                 if options is not None and value not in options:
                     long = len(options) > 20  # as ComfyUI: gigantic lists are not sent back
                     listed = f"(list of length {len(options)})" if long else str(options)
-                    errors.append(_error("value_not_in_list", "Value not in list", f"{name}: '{value}' not in {listed}",
-                                         {"input_name": name, "input_config": None if long else info, "received_value": value}))
+                    errors.append(
+                        _error(
+                            "value_not_in_list",
+                            "Value not in list",
+                            f"{name}: '{value}' not in {listed}",
+                            {"input_name": name, "input_config": None if long else info, "received_value": value},
+                        )
+                    )
         result = (False, errors) if errors or not valid else (True, [])
         validated[node_id] = result
         return result
@@ -1096,8 +1252,12 @@ class FakeComfyUI:
                 return
             except Exception:  # a bug here must not wedge the queue: record it as a failed prompt
                 with self._cond:
-                    self._history[item[1]] = {"prompt": item, "outputs": {}, "status": {"status_str": "error", "completed": False,
-                                              "messages": [["server_bug", {"traceback": traceback.format_exc()}]]}, "meta": {}}
+                    self._history[item[1]] = {
+                        "prompt": item,
+                        "outputs": {},
+                        "status": {"status_str": "error", "completed": False, "messages": [["server_bug", {"traceback": traceback.format_exc()}]]},
+                        "meta": {},
+                    }
                     self._running = None
                     self._cond.notify_all()
 
@@ -1186,13 +1346,21 @@ class FakeComfyUI:
                 success = False
                 break
             except _NodeFailure as failure:
-                add_message("execution_error", {
-                    "prompt_id": prompt_id, "node_id": node_id, "node_type": class_type, "executed": list(executed),
-                    "exception_message": str(failure), "exception_type": failure.exception_type,
-                    "traceback": ["  File \"execution.py\", line 327, in execute\n", f"  File \"nodes.py\", in {class_type}\n"],
-                    "current_inputs": {k: [v if isinstance(v, (int, float, bool, str)) or v is None else str(v)] for k, v in inputs.items()},
-                    "current_outputs": {k: [[str(x) for x in v]] for k, v in values.items()},
-                }, False)
+                add_message(
+                    "execution_error",
+                    {
+                        "prompt_id": prompt_id,
+                        "node_id": node_id,
+                        "node_type": class_type,
+                        "executed": list(executed),
+                        "exception_message": str(failure),
+                        "exception_type": failure.exception_type,
+                        "traceback": ['  File "execution.py", line 327, in execute\n', f'  File "nodes.py", in {class_type}\n'],
+                        "current_inputs": {k: [v if isinstance(v, (int, float, bool, str)) or v is None else str(v)] for k, v in inputs.items()},
+                        "current_outputs": {k: [[str(x) for x in v]] for k, v in values.items()},
+                    },
+                    False,
+                )
                 success = False
                 break
             values[node_id] = result
@@ -1244,10 +1412,25 @@ class FakeComfyUI:
             # the latent is width/8 x height/8: a width that is not a multiple of 8 decodes 1-7 px smaller, as in ComfyUI
             return [{"width": inputs["width"] // 8 * 8, "height": inputs["height"] // 8 * 8, "batch_size": inputs["batch_size"]}], None
         if class_type == "KSampler":
-            return [self._sample(node_id, inputs["latent_image"], dict(
-                seed=int(inputs["seed"]), steps=int(inputs["steps"]), cfg=inputs["cfg"], sampler=inputs["sampler_name"],
-                scheduler=inputs["scheduler"], text=inputs["positive"]["text"], negative=inputs["negative"].get("text"),
-                guidance=inputs["positive"].get("guidance")), prompt_id, sid, extra_data)], None
+            return [
+                self._sample(
+                    node_id,
+                    inputs["latent_image"],
+                    dict(
+                        seed=int(inputs["seed"]),
+                        steps=int(inputs["steps"]),
+                        cfg=inputs["cfg"],
+                        sampler=inputs["sampler_name"],
+                        scheduler=inputs["scheduler"],
+                        text=inputs["positive"]["text"],
+                        negative=inputs["negative"].get("text"),
+                        guidance=inputs["positive"].get("guidance"),
+                    ),
+                    prompt_id,
+                    sid,
+                    extra_data,
+                )
+            ], None
         if class_type == "RandomNoise":
             return [{"seed": int(inputs["noise_seed"])}], None
         if class_type == "BasicScheduler":
@@ -1262,10 +1445,23 @@ class FakeComfyUI:
             return [dict(inputs["conditioning"], guidance=inputs["guidance"])], None
         if class_type == "SamplerCustomAdvanced":
             guider, sigmas = inputs["guider"], inputs["sigmas"]
-            latent = self._sample(node_id, inputs["latent_image"], dict(
-                seed=inputs["noise"]["seed"], steps=sigmas["steps"], cfg=guider["cfg"], sampler=inputs["sampler"]["sampler"],
-                scheduler=sigmas["scheduler"], text=guider["positive"]["text"],
-                negative=(guider["negative"] or {}).get("text"), guidance=guider["positive"].get("guidance")), prompt_id, sid, extra_data)
+            latent = self._sample(
+                node_id,
+                inputs["latent_image"],
+                dict(
+                    seed=inputs["noise"]["seed"],
+                    steps=sigmas["steps"],
+                    cfg=guider["cfg"],
+                    sampler=inputs["sampler"]["sampler"],
+                    scheduler=sigmas["scheduler"],
+                    text=guider["positive"]["text"],
+                    negative=(guider["negative"] or {}).get("text"),
+                    guidance=guider["positive"].get("guidance"),
+                ),
+                prompt_id,
+                sid,
+                extra_data,
+            )
             return [latent, latent], None
         if class_type == "VAEDecode":
             latent = inputs["samples"]
@@ -1295,9 +1491,25 @@ class FakeComfyUI:
                 raise _NodeFailure(self.error_type, self.error_message + (f" ({self._echo})" if self.echo_auth else ""))
             self._send("progress", {"value": step, "max": steps, "prompt_id": prompt_id, "node": node_id}, sid)
             if self.noise:
-                self._send("progress_state", {"prompt_id": prompt_id, "nodes": {node_id: {
-                    "value": step, "max": steps, "state": "running", "node_id": node_id, "prompt_id": prompt_id,
-                    "display_node_id": node_id, "parent_node_id": None, "real_node_id": node_id}}}, sid)
+                self._send(
+                    "progress_state",
+                    {
+                        "prompt_id": prompt_id,
+                        "nodes": {
+                            node_id: {
+                                "value": step,
+                                "max": steps,
+                                "state": "running",
+                                "node_id": node_id,
+                                "prompt_id": prompt_id,
+                                "display_node_id": node_id,
+                                "parent_node_id": None,
+                                "real_node_id": node_id,
+                            }
+                        },
+                    },
+                    sid,
+                )
                 self._send("crystools.monitor", {"cpu_utilization": 12.5, "gpus": [{"gpu_utilization": 99, "vram_used_percent": 61.0}]}, None)
             if previews and (step % self.preview_every == 0 or step == steps):
                 self._send_preview(Image.blend(start, final, step / steps), sid)

@@ -63,10 +63,24 @@ from PIL import Image
 from .pictures import BAD_PICTURES, bad_picture
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
-MODES = ("ok", "hf-inference", "badtoken", "credits", "forbidden", "notfound", "ratelimit", "error500", "loading",
-         "unavailable", "slow", "html", "drip", "badrequest", *BAD_PICTURES)
-CREDITS_MESSAGE = ("You have exceeded your monthly included credits for Inference Providers. "
-                   "Subscribe to PRO to get 20x more monthly included credits.")
+MODES = (
+    "ok",
+    "hf-inference",
+    "badtoken",
+    "credits",
+    "forbidden",
+    "notfound",
+    "ratelimit",
+    "error500",
+    "loading",
+    "unavailable",
+    "slow",
+    "html",
+    "drip",
+    "badrequest",
+    *BAD_PICTURES,
+)
+CREDITS_MESSAGE = "You have exceeded your monthly included credits for Inference Providers. Subscribe to PRO to get 20x more monthly included credits."
 
 
 def refused_url(model: str = DEFAULT_MODEL) -> str:
@@ -116,10 +130,18 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         parts = urlsplit(self.path)
-        self.server.requests.append({
-            "method": "GET", "path": self.path, "mode": "hub", "model": None, "headers": dict(self.headers.items()),
-            "json": None, "authorization": self.headers.get("Authorization"), "query": parse_qs(parts.query),
-        })
+        self.server.requests.append(
+            {
+                "method": "GET",
+                "path": self.path,
+                "mode": "hub",
+                "model": None,
+                "headers": dict(self.headers.items()),
+                "json": None,
+                "authorization": self.headers.get("Authorization"),
+                "query": parse_qs(parts.query),
+            }
+        )
         if parts.path.startswith("/api/models/"):
             return self.model_info(parts.path.removeprefix("/api/models/"), parse_qs(parts.query))
         return self.error(404, {"error": "Not Found"})
@@ -129,18 +151,27 @@ class Handler(BaseHTTPRequestHandler):
         if "/revision/" in model:
             model = model.split("/revision/")[0]
         if not self.server.serves(model):
-            return self.error(404, {"error": "Repository not found"},
-                              {"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"})
+            return self.error(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"})
         mapping = {"hf-inference": {"status": "live", "providerId": model, "task": "text-to-image"}}
         if "expand" in query or "expand[]" in query:
-            body = {"_id": hashlib.md5(model.encode()).hexdigest()[:24], "id": model,
-                    "inferenceProviderMapping": mapping}
+            body = {"_id": hashlib.md5(model.encode()).hexdigest()[:24], "id": model, "inferenceProviderMapping": mapping}
         else:
-            body = {"_id": hashlib.md5(model.encode()).hexdigest()[:24], "id": model, "modelId": model,
-                    "author": model.split("/")[0], "private": False, "disabled": False, "gated": False,
-                    "pipeline_tag": "text-to-image", "library_name": "diffusers",
-                    "tags": ["diffusers", "safetensors", "text-to-image", "stable-diffusion"],
-                    "downloads": 0, "likes": 0, "inference": "warm", "inferenceProviderMapping": mapping}
+            body = {
+                "_id": hashlib.md5(model.encode()).hexdigest()[:24],
+                "id": model,
+                "modelId": model,
+                "author": model.split("/")[0],
+                "private": False,
+                "disabled": False,
+                "gated": False,
+                "pipeline_tag": "text-to-image",
+                "library_name": "diffusers",
+                "tags": ["diffusers", "safetensors", "text-to-image", "stable-diffusion"],
+                "downloads": 0,
+                "likes": 0,
+                "inference": "warm",
+                "inferenceProviderMapping": mapping,
+            }
         self.send_body(200, json.dumps(body).encode(), "application/json")
 
     def do_POST(self):
@@ -154,10 +185,17 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         authorization = self.headers.get("Authorization")
-        self.server.requests.append({
-            "method": "POST", "path": self.path, "mode": mode, "model": model, "headers": dict(self.headers.items()),
-            "json": body, "authorization": authorization,
-        })
+        self.server.requests.append(
+            {
+                "method": "POST",
+                "path": self.path,
+                "mode": mode,
+                "model": model,
+                "headers": dict(self.headers.items()),
+                "json": body,
+                "authorization": authorization,
+            }
+        )
         server = self.server
         if mode == "slow":
             time.sleep(server.slow_seconds)
@@ -165,21 +203,26 @@ class Handler(BaseHTTPRequestHandler):
         if mode not in MODES or model is None:
             return self.error(404, {"error": "Not Found"})
         token = (authorization or "").removeprefix("Bearer ").strip()
-        if mode == "badtoken" or (token or not server.anonymous) and server.token is not None and token != server.token \
-                or not (token or server.anonymous):
+        if mode == "badtoken" or (token or not server.anonymous) and server.token is not None and token != server.token or not (token or server.anonymous):
             return self.error(401, {"error": "Invalid credentials in Authorization header"})
         if mode == "credits":
             return self.error(402, {"error": CREDITS_MESSAGE})
         if mode == "forbidden":
-            return self.error(403, {"error": "This authentication method does not have sufficient permissions to "
-                                             "call Inference Providers on behalf of user hf-test-user"})
+            return self.error(
+                403, {"error": "This authentication method does not have sufficient permissions to call Inference Providers on behalf of user hf-test-user"}
+            )
         if mode == "notfound" or not server.serves(model):
             return self.error(404, {"error": f"Model {model} does not exist"})
         if mode == "ratelimit":
-            return self.error(429, {"error": "You have exceeded the rate limit for Inference Providers. "
-                                             "Please retry later."}, {
-                "Retry-After": "55", "RateLimit": '"api";r=0;t=55', "RateLimit-Policy": '"fixed window";"api";q=500;w=300',
-            })
+            return self.error(
+                429,
+                {"error": "You have exceeded the rate limit for Inference Providers. Please retry later."},
+                {
+                    "Retry-After": "55",
+                    "RateLimit": '"api";r=0;t=55',
+                    "RateLimit-Policy": '"fixed window";"api";q=500;w=300',
+                },
+            )
         if mode == "error500":
             return self.error(500, {"error": "Internal Server Error: CUDA out of memory"})
         if mode == "loading":
@@ -216,11 +259,17 @@ class Handler(BaseHTTPRequestHandler):
         self.server.images_sent += 1
         if self.path.startswith("/drip/"):
             return self.drip(buffer.getvalue(), f"image/{image_format}")
-        self.send_body(200, buffer.getvalue(), f"image/{image_format}", {
-            "x-compute-type": "gpu", "x-compute-time": "0.01", "x-inference-provider": "hf-inference",
-            "x-served-model": model,
-        })
-
+        self.send_body(
+            200,
+            buffer.getvalue(),
+            f"image/{image_format}",
+            {
+                "x-compute-type": "gpu",
+                "x-compute-time": "0.01",
+                "x-inference-provider": "hf-inference",
+                "x-served-model": model,
+            },
+        )
 
     def drip(self, raw: bytes, content_type: str) -> None:
         self.send_response(200)
@@ -230,7 +279,7 @@ class Handler(BaseHTTPRequestHandler):
         self.server.dripping.set()
         try:
             for i in range(len(raw)):
-                self.wfile.write(raw[i:i + 1])
+                self.wfile.write(raw[i : i + 1])
                 self.wfile.flush()
                 time.sleep(self.server.drip_seconds)
         except OSError:  # the client hung up
@@ -242,8 +291,16 @@ class FakeHFInference(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, *, token: str | None = None, models: set[str] | None = None, slow_seconds: float = 2.0,
-                 image_format: str | None = None, default_size: tuple[int, int] = (1024, 1024), anonymous: bool = False):
+    def __init__(
+        self,
+        *,
+        token: str | None = None,
+        models: set[str] | None = None,
+        slow_seconds: float = 2.0,
+        image_format: str | None = None,
+        default_size: tuple[int, int] = (1024, 1024),
+        anonymous: bool = False,
+    ):
         """`token`: the one token accepted (None: any non-empty one). `models`: the model ids served (None: any).
         `anonymous`: requests without a token are served too (a self-hosted endpoint; the router always wants one).
         `image_format`: "png" or "jpeg" whatever the client asks for (None: PNG unless only JPEG is accepted).

@@ -1,9 +1,9 @@
 """Pictures a hostile server sends instead of the one asked for, shared by the loopback servers' fault modes.
 
-    header_only(w, h)   a PNG whose header claims w x h pixels, with almost no data behind it (a few hundred bytes):
-                        what a decompression bomb or a 12000x12000 reply looks like to a client that reads the header
-    truncated(w, h)     a real w x h PNG of noise, cut off part way through its pixel data
-    NOT_A_PICTURE       bytes that are no image format at all
+header_only(w, h)   a PNG whose header claims w x h pixels, with almost no data behind it (a few hundred bytes):
+                    what a decompression bomb or a 12000x12000 reply looks like to a client that reads the header
+truncated(w, h)     a real w x h PNG of noise, cut off part way through its pixel data
+NOT_A_PICTURE       bytes that are no image format at all
 """
 
 from __future__ import annotations

@@ -91,7 +91,9 @@ def test_txt2img_round_trip(comfy):
     messages = collect(ws, prompt_id)
     kinds = [kind for kind, _ in messages if kind != "status"]
     assert kinds == (
-        ["execution_start", "execution_cached"] + ["executing"] * 5 + ["progress", "binary"] * 6
+        ["execution_start", "execution_cached"]
+        + ["executing"] * 5
+        + ["progress", "binary"] * 6
         + ["executing", "executing", "executed", "execution_success", "executing"]
     )
     executing = [data["node"] for kind, data in messages if kind == "executing"]
@@ -161,8 +163,7 @@ def test_unchanged_nodes_are_cached(comfy):
     messages = collect(ws, again)
     cached = next(data for kind, data in messages if kind == "execution_cached")
     assert sorted(cached["nodes"]) == ["3", "4", "5", "6", "7", "8", "9"]
-    assert [kind for kind, _ in messages if kind not in ("status",)] == [
-        "execution_start", "execution_cached", "executed", "execution_success", "executing"]
+    assert [kind for kind, _ in messages if kind not in ("status",)] == ["execution_start", "execution_cached", "executed", "execution_success", "executing"]
     assert history(comfy, again)[again]["outputs"] == history(comfy, first)[first]["outputs"]
     other_seed = queue(comfy, workflow(seed=2), client_id)
     messages = collect(ws, other_seed)
@@ -368,8 +369,9 @@ def test_websockets_client_api_prefix_and_routing(comfy):
     bystander = open_ws(comfy, theirs)
     with ws_connect(comfy.ws_url(mine), open_timeout=5) as ws:
         assert json.loads(ws.recv(timeout=5))["data"]["sid"] == mine
-        reply = requests.post(comfy.url() + "/api/prompt", json={"prompt": workflow(steps=3), "client_id": mine,
-                                                                      "extra_data": {"preview_method": "auto"}}, timeout=5)
+        reply = requests.post(
+            comfy.url() + "/api/prompt", json={"prompt": workflow(steps=3), "client_id": mine, "extra_data": {"preview_method": "auto"}}, timeout=5
+        )
         prompt_id = reply.json()["prompt_id"]
         frames, kinds = 0, []
         while True:

@@ -33,16 +33,23 @@ def a1111():
 
 
 def txt2img(server: FakeA1111, mode: str = "ok", **body) -> requests.Response:
-    return requests.post(server.url(mode) + TXT2IMG, json={"prompt": "a red fox", "steps": 5, "width": 64,
-                                                          "height": 48, **body}, timeout=10)
+    return requests.post(server.url(mode) + TXT2IMG, json={"prompt": "a red fox", "steps": 5, "width": 64, "height": 48, **body}, timeout=10)
 
 
 # -- A1111 ---------------------------------------------------------------------------------------------------
 
 
 def test_txt2img_batch_gives_one_picture_a_seed(a1111):
-    reply = txt2img(a1111, seed=5, batch_size=2, negative_prompt="blurry", sampler_name="Euler a",
-                    scheduler="Karras", cfg_scale=7, override_settings={"sd_model_checkpoint": "dreamshaper_8"})
+    reply = txt2img(
+        a1111,
+        seed=5,
+        batch_size=2,
+        negative_prompt="blurry",
+        sampler_name="Euler a",
+        scheduler="Karras",
+        cfg_scale=7,
+        override_settings={"sd_model_checkpoint": "dreamshaper_8"},
+    )
     assert reply.status_code == 200
     body = reply.json()
     assert set(body) == {"images", "parameters", "info"}
@@ -54,7 +61,8 @@ def test_txt2img_batch_gives_one_picture_a_seed(a1111):
     assert (info["width"], info["height"]) == (64, 48)
     assert info["infotexts"][1] == (
         "a red fox\nNegative prompt: blurry\nSteps: 5, Sampler: Euler a, Schedule type: Karras, CFG scale: 7.0, "
-        f"Seed: 6, Size: 64x48, Model hash: {info['sd_model_hash']}, Model: dreamshaper_8, Version: v1.10.1")
+        f"Seed: 6, Size: 64x48, Model hash: {info['sd_model_hash']}, Model: dreamshaper_8, Version: v1.10.1"
+    )
     assert body["parameters"]["seed"] == 5 and body["parameters"]["batch_size"] == 2
     pictures = [decode(b64) for b64 in body["images"]]
     assert [p.size for p in pictures] == [(64, 48)] * 2
@@ -161,8 +169,7 @@ def test_checkpoint_override_and_unknown_names(a1111):
     assert reply.status_code == 404 and reply.json()["detail"] == "Sampler not found"
     reply = txt2img(a1111, steps="many")
     assert reply.status_code == 422
-    assert reply.json()["detail"] == [{"loc": ["body", "steps"], "msg": "value is not a valid integer",
-                                       "type": "type_error.integer"}]
+    assert reply.json()["detail"] == [{"loc": ["body", "steps"], "msg": "value is not a valid integer", "type": "type_error.integer"}]
 
 
 def test_basic_auth():
@@ -179,12 +186,15 @@ def test_basic_auth():
         server.stop()
 
 
-@pytest.mark.parametrize("mode, status, check", [
-    ("unauthorized", 401, lambda b: b["detail"] == "Incorrect username or password"),
-    ("noapi", 404, lambda b: b == {"detail": "Not Found"}),
-    ("error500", 500, lambda b: b["detail"] == "" and "CUDA out of memory" in b["errors"] and b["error"] == "OutOfMemoryError"),
-    ("error422", 422, lambda b: b["detail"][0]["loc"] == ["body", "width"] and b["detail"][0]["msg"]),
-])
+@pytest.mark.parametrize(
+    "mode, status, check",
+    [
+        ("unauthorized", 401, lambda b: b["detail"] == "Incorrect username or password"),
+        ("noapi", 404, lambda b: b == {"detail": "Not Found"}),
+        ("error500", 500, lambda b: b["detail"] == "" and "CUDA out of memory" in b["errors"] and b["error"] == "OutOfMemoryError"),
+        ("error422", 422, lambda b: b["detail"][0]["loc"] == ["body", "width"] and b["detail"][0]["msg"]),
+    ],
+)
 def test_error_modes(a1111, mode, status, check):
     reply = txt2img(a1111, mode)
     assert reply.status_code == status and check(reply.json())
@@ -214,6 +224,7 @@ def test_slow_dies_and_refused(a1111):
 
 # -- Hugging Face hf-inference ------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def hf(monkeypatch):
     allow_requests(monkeypatch)
@@ -229,14 +240,14 @@ def client(url: str, **kwargs):
 
 
 def test_text_to_image_over_the_real_client(hf):
-    picture = client(hf.url()).text_to_image("a red fox", negative_prompt="blurry", height=48, width=64,
-                                             num_inference_steps=4, guidance_scale=7.5, seed=3)
+    picture = client(hf.url()).text_to_image("a red fox", negative_prompt="blurry", height=48, width=64, num_inference_steps=4, guidance_scale=7.5, seed=3)
     assert isinstance(picture, Image.Image) and picture.size == (64, 48) and picture.format == "PNG"
     sent = hf.requests[-1]
     assert sent["method"] == "POST" and sent["path"] == "/hf-inference/models/stabilityai/stable-diffusion-xl-base-1.0"
-    assert sent["json"] == {"inputs": "a red fox", "parameters": {
-        "negative_prompt": "blurry", "height": 48, "width": 64, "num_inference_steps": 4, "guidance_scale": 7.5,
-        "seed": 3}}
+    assert sent["json"] == {
+        "inputs": "a red fox",
+        "parameters": {"negative_prompt": "blurry", "height": 48, "width": 64, "num_inference_steps": 4, "guidance_scale": 7.5, "seed": 3},
+    }
     headers = {k.lower(): v for k, v in sent["headers"].items()}
     assert headers["authorization"] == "Bearer hf_test" and headers["accept"] == "image/png"
     assert headers["content-type"] == "application/json" and "hf_hub/" in headers["user-agent"]
@@ -252,10 +263,19 @@ def test_same_seed_same_picture(hf):
     assert unseeded.size == (16, 16)
 
 
-@pytest.mark.parametrize("mode, status", [
-    ("badtoken", 401), ("credits", 402), ("forbidden", 403), ("notfound", 404), ("ratelimit", 429),
-    ("error500", 500), ("loading", 503), ("unavailable", 503),
-])
+@pytest.mark.parametrize(
+    "mode, status",
+    [
+        ("badtoken", 401),
+        ("credits", 402),
+        ("forbidden", 403),
+        ("notfound", 404),
+        ("ratelimit", 429),
+        ("error500", 500),
+        ("loading", 503),
+        ("unavailable", 503),
+    ],
+)
 def test_faults_raise_what_the_router_causes(hf, mode, status):
     from huggingface_hub.errors import HfHubHTTPError
 
@@ -306,8 +326,7 @@ def test_provider_route_through_the_hub(hf, monkeypatch):
     from huggingface_hub import InferenceClient
 
     hf.route_hub_here(monkeypatch)
-    picture = InferenceClient(provider="hf-inference", api_key="hf_test").text_to_image(
-        "x", model="org/model", width=24, height=8, seed=1)
+    picture = InferenceClient(provider="hf-inference", api_key="hf_test").text_to_image("x", model="org/model", width=24, height=8, seed=1)
     assert picture.size == (24, 8)
     paths = [(r["method"], r["path"].split("?")[0]) for r in hf.requests]
     assert ("GET", "/api/models/org/model") in paths and paths[-1] == ("POST", "/hf-inference/models/org/model")

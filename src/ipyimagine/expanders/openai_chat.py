@@ -72,8 +72,9 @@ class OpenAIChatExpander:
         from .. import openai_models
         from ..errors import RequestError
 
-        refused, shutdown_note = openai_models.lifecycle(config.expander_model, base_url, "chat model", "Imagine.expander_model",
-                                                         openai_support.is_openai(config, base_url))
+        refused, shutdown_note = openai_models.lifecycle(
+            config.expander_model, base_url, "chat model", "Imagine.expander_model", openai_support.is_openai(config, base_url)
+        )
         if refused:
             raise RequestError(refused)
         client = openai_support.make_client(base_url, timeout, retries)
@@ -94,10 +95,7 @@ class OpenAIChatExpander:
         if isinstance(response, str) or not choices:
             from ..errors import BackendError
 
-            raise BackendError(
-                f"{host} did not answer like an OpenAI-compatible API (no choices in the reply); "
-                "check the base URL: it usually ends in /v1."
-            )
+            raise BackendError(f"{host} did not answer like an OpenAI-compatible API (no choices in the reply); check the base URL: it usually ends in /v1.")
         usage = getattr(response, "usage", None)
         if usage is not None:
             details["usage"] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}

@@ -19,16 +19,34 @@ from ..request import Expansion
 CONTENT_TYPES = ("digital painting", "illustration", "photograph", "concept art")
 # A word in the idea that already says what kind of picture it is.
 CONTENT_WORDS = {
-    "photo": "photograph", "photograph": "photograph", "portrait": "photograph", "painting": "painting",
-    "drawing": "drawing", "sketch": "sketch", "illustration": "illustration", "poster": "poster", "logo": "logo design",
-    "render": "3d render", "diagram": "diagram", "icon": "icon",
+    "photo": "photograph",
+    "photograph": "photograph",
+    "portrait": "photograph",
+    "painting": "painting",
+    "drawing": "drawing",
+    "sketch": "sketch",
+    "illustration": "illustration",
+    "poster": "poster",
+    "logo": "logo design",
+    "render": "3d render",
+    "diagram": "diagram",
+    "icon": "icon",
 }
 # Moods suggested by words in the idea, else one picked by the variant.
 MOODS = {
-    "storm": "moody, dramatic atmosphere", "night": "deep blues, quiet atmosphere", "dusk": "warm dusk palette",
-    "sunset": "warm golden palette", "dawn": "soft pastel palette", "forest": "lush greens, natural palette",
-    "snow": "cool, crisp palette", "city": "urban, vivid palette", "ocean": "deep blue palette", "sea": "deep blue palette",
-    "space": "cosmic, high contrast", "autumn": "warm autumn palette", "rain": "muted, reflective palette",
+    "storm": "moody, dramatic atmosphere",
+    "night": "deep blues, quiet atmosphere",
+    "dusk": "warm dusk palette",
+    "sunset": "warm golden palette",
+    "dawn": "soft pastel palette",
+    "forest": "lush greens, natural palette",
+    "snow": "cool, crisp palette",
+    "city": "urban, vivid palette",
+    "ocean": "deep blue palette",
+    "sea": "deep blue palette",
+    "space": "cosmic, high contrast",
+    "autumn": "warm autumn palette",
+    "rain": "muted, reflective palette",
 }
 STYLE_WORDS = ("vivid colours", "rich colour palette", "harmonious colours", "bold colours", "soft colour palette")
 FRAMING = ("centered composition", "wide shot", "balanced composition", "rule of thirds", "medium shot")

@@ -103,16 +103,31 @@ class Renderer(Protocol):
 
     # Optional: fingerprint(job) -> str, what identifies the weights (local files, LoRAs) in the cache key.
 
-    def render(self, job: RenderJob, on_step: Callable[[int, int], None] | None = None,
-               cancelled: Callable[[], bool] | None = None, on_preview: Callable | None = None) -> Rendered:
+    def render(
+        self, job: RenderJob, on_step: Callable[[int, int], None] | None = None, cancelled: Callable[[], bool] | None = None, on_preview: Callable | None = None
+    ) -> Rendered:
         """The images, one per seed. `on_step(done, total)` reports progress; when `cancelled()` turns true,
         raise `Cancelled` at the next step. Optionally (a renderer may leave the argument out), `on_preview(image,
         step, total)` shows the picture forming every `job.preview` steps: for a batch, the whole batch so far."""
 
 
 # The options a face fills into a RenderJob, by option name (params.py): the ones a renderer may or may not take.
-JOB_OPTIONS = ("model", "width", "height", "steps", "guidance", "sampler", "negative", "true_cfg", "lora", "preview", "server",
-               "workflow", "quality", "base_url")
+JOB_OPTIONS = (
+    "model",
+    "width",
+    "height",
+    "steps",
+    "guidance",
+    "sampler",
+    "negative",
+    "true_cfg",
+    "lora",
+    "preview",
+    "server",
+    "workflow",
+    "quality",
+    "base_url",
+)
 
 # Every capability a renderer may declare, with the value a renderer that says nothing gets.
 CAPABILITIES = {
@@ -174,6 +189,9 @@ def unused(job: RenderJob, renderer_name: str, *fields: str) -> RenderJob:
 
     from ..params import flag_of
 
-    notes = [f"{flag_of(name)} has no effect with the {renderer_name} backend; it was not used."
-             for name in fields if getattr(job, name) is not None and (job.given is None or name in job.given)]
+    notes = [
+        f"{flag_of(name)} has no effect with the {renderer_name} backend; it was not used."
+        for name in fields
+        if getattr(job, name) is not None and (job.given is None or name in job.given)
+    ]
     return replace(job, notes=job.notes + tuple(notes), **{name: None for name in fields})

@@ -76,16 +76,31 @@ class A1111Renderer(RendererBase):
 
     def resolve(self, job: RenderJob) -> RenderJob:
         """The web UI's defaults for what the user did not set; what sdapi does not take is cleared."""
-        return replace(job, steps=job.steps or 20, guidance=job.guidance if job.guidance is not None else 7.0,
-                       width=job.width or DEFAULT_SIZE, height=job.height or DEFAULT_SIZE, guidance_kind="cfg",
-                       seed_honoured=True, base_url=None)
+        return replace(
+            job,
+            steps=job.steps or 20,
+            guidance=job.guidance if job.guidance is not None else 7.0,
+            width=job.width or DEFAULT_SIZE,
+            height=job.height or DEFAULT_SIZE,
+            guidance_kind="cfg",
+            seed_honoured=True,
+            base_url=None,
+        )
 
     def render(self, job: RenderJob, on_step=None, cancelled=None, on_preview=None) -> Rendered:
         server = first_server(job, self.config, self.name)
         body = {
-            "prompt": job.prompt, "negative_prompt": job.negative_prompt or "", "seed": job.seeds[0], "steps": job.steps,
-            "cfg_scale": job.guidance, "width": job.width, "height": job.height, "batch_size": len(job.seeds), "n_iter": 1,
-            "send_images": True, "save_images": False,
+            "prompt": job.prompt,
+            "negative_prompt": job.negative_prompt or "",
+            "seed": job.seeds[0],
+            "steps": job.steps,
+            "cfg_scale": job.guidance,
+            "width": job.width,
+            "height": job.height,
+            "batch_size": len(job.seeds),
+            "n_iter": 1,
+            "send_images": True,
+            "save_images": False,
         }
         if job.sampler:
             body["sampler_name"] = job.sampler
@@ -99,24 +114,31 @@ class A1111Renderer(RendererBase):
         watcher.start()
         client = _client(server, timeout=timeout)
         try:
-            reply = wait_for(lambda: read_capped(client, "POST", "/sdapi/v1/txt2img", REPLY_MAX_BYTES, server, "txt2img request",
-                                                 json=body), server, "txt2img request", timeout, cancelled, abandon=client.close)
+            reply = wait_for(
+                lambda: read_capped(client, "POST", "/sdapi/v1/txt2img", REPLY_MAX_BYTES, server, "txt2img request", json=body),
+                server,
+                "txt2img request",
+                timeout,
+                cancelled,
+                abandon=client.close,
+            )
         except (Cancelled, KeyboardInterrupt, TooSlow) as stopped:
             done.set()
             told = courtesy(lambda: _post_interrupt(server))  # it would go on drawing for nobody
             if isinstance(stopped, Cancelled):
-                raise Cancelled(f"Cancelled on {host_of(server)}; "
-                                f"{'the server was told to stop' if told else 'the server could not be told to stop'}.") from None
+                raise Cancelled(
+                    f"Cancelled on {host_of(server)}; {'the server was told to stop' if told else 'the server could not be told to stop'}."
+                ) from None
             raise
         finally:
             done.set()
             client.close()
         if reply.status_code == 401:
-            raise BackendError(f"{host_of(server)} answered 401 to the txt2img request{one_sentence_detail(reply)}; set "
-                               f"{AUTH_ENV}=user:pass as the web UI's --api-auth.")
+            raise BackendError(
+                f"{host_of(server)} answered 401 to the txt2img request{one_sentence_detail(reply)}; set {AUTH_ENV}=user:pass as the web UI's --api-auth."
+            )
         if reply.status_code != 200:
-            raise refusal(reply.status_code, f"{host_of(server)} answered {reply.status_code} to the txt2img request"
-                                             f"{one_sentence_detail(reply)}.")
+            raise refusal(reply.status_code, f"{host_of(server)} answered {reply.status_code} to the txt2img request{one_sentence_detail(reply)}.")
         images, info, notes = self._read(reply, server, job)
         # the seeds the server says it used: whole numbers, one a picture, or ours; the session records each picture with the
         # seed that drew it (and says so where it is not the one asked)
@@ -128,22 +150,32 @@ class A1111Renderer(RendererBase):
         infotexts = info.get("infotexts")
         params = {
             "steps": _reported(info, "steps", job.steps, int, server, notes),
-            "guidance": _reported(info, "cfg_scale", job.guidance, float, server, notes), "guidance_kind": "cfg",
-            "width": images[0].width, "height": images[0].height, "sampler": _text(info.get("sampler_name"), 100),
-            "server": host_of(server), "server_seeds": seeds[: len(job.seeds)],
+            "guidance": _reported(info, "cfg_scale", job.guidance, float, server, notes),
+            "guidance_kind": "cfg",
+            "width": images[0].width,
+            "height": images[0].height,
+            "sampler": _text(info.get("sampler_name"), 100),
+            "server": host_of(server),
+            "server_seeds": seeds[: len(job.seeds)],
             "server_infotext": _text(infotexts[0] if isinstance(infotexts, list) and infotexts else None, TEXT_MAX),
-            "model_hash": _text(info.get("sd_model_hash"), 80), "seconds": round(time.perf_counter() - started, 2),
+            "model_hash": _text(info.get("sd_model_hash"), 80),
+            "seconds": round(time.perf_counter() - started, 2),
         }
         if on_step is not None:
             on_step(len(job.seeds) * job.steps, len(job.seeds) * job.steps)
-        return Rendered(images=images, model=_text(info.get("sd_model_name"), 200) or job.model or "(the server's model)",
-                        params={k: v for k, v in params.items() if v is not None}, notes=notes)
+        return Rendered(
+            images=images,
+            model=_text(info.get("sd_model_name"), 200) or job.model or "(the server's model)",
+            params={k: v for k, v in params.items() if v is not None},
+            notes=notes,
+        )
 
     def _read(self, reply, server: str, job: RenderJob) -> tuple[list, dict, list[str]]:
         """The pictures (decoded as untrusted data), the server's info (a mapping, redacted) and notes, from a reply
         that may be anything: one sentence for each way it is not what sdapi sends."""
-        not_sdapi = BackendError(f"{host_of(server)} did not answer like an AUTOMATIC1111 sdapi (no images in the reply); "
-                                 "check --server (the web UI must run with --api).")
+        not_sdapi = BackendError(
+            f"{host_of(server)} did not answer like an AUTOMATIC1111 sdapi (no images in the reply); check --server (the web UI must run with --api)."
+        )
         try:
             answer = reply.json()
         except ValueError:
@@ -159,7 +191,7 @@ class A1111Renderer(RendererBase):
         info = redact_data(info, server) if isinstance(info, dict) else {}  # the server's words go into the record
         first = info.get("index_of_first_image")
         first = int(first) if _is_number(first, int) and 0 <= first <= len(answer["images"]) else 0  # a grid comes first
-        sent = answer["images"][first: first + len(job.seeds)]
+        sent = answer["images"][first : first + len(job.seeds)]
         if len(sent) < len(job.seeds):
             raise BackendError(f"{host_of(server)} sent {len(sent)} of {len(job.seeds)} images.")
         images, notes = [], []

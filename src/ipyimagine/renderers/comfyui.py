@@ -42,22 +42,44 @@ PICTURE_MAX_BYTES = 256 * 2**20  # one finished picture from /view
 SERVER_INTERRUPTED = "interrupted the render"  # the server (not we) stopped our prompt
 SAMPLERS = ("KSampler", "KSamplerAdvanced")
 CUSTOM_SAMPLERS = ("SamplerCustomAdvanced", "SamplerCustom")  # current FLUX/SD3 templates: settings sit in linked nodes
-COMFY_SAMPLERS = {"euler": "euler", "euler a": "euler_ancestral", "dpm++ 2m": "dpmpp_2m", "dpm++ sde": "dpmpp_sde", "ddim": "ddim",
-                  "unipc": "uni_pc", "heun": "heun", "lcm": "lcm", "lms": "lms", "ddpm": "ddpm", "dpm2": "dpm_2",
-                  "dpm2 a": "dpm_2_ancestral"}  # the web UIs' names -> ComfyUI's
+COMFY_SAMPLERS = {
+    "euler": "euler",
+    "euler a": "euler_ancestral",
+    "dpm++ 2m": "dpmpp_2m",
+    "dpm++ sde": "dpmpp_sde",
+    "ddim": "ddim",
+    "unipc": "uni_pc",
+    "heun": "heun",
+    "lcm": "lcm",
+    "lms": "lms",
+    "ddpm": "ddpm",
+    "dpm2": "dpm_2",
+    "dpm2 a": "dpm_2_ancestral",
+}  # the web UIs' names -> ComfyUI's
 LATENTS = ("EmptyLatentImage", "EmptySD3LatentImage", "EmptyHunyuanLatentVideo")
 LISTS_SECONDS = 30.0  # how long what a server has (/object_info) is trusted before it is asked again
 LISTED = 30  # names a message lists of what a server has
-NO_SAMPLER = ("The workflow has no KSampler node, nor a SamplerCustomAdvanced with a RandomNoise node; ipyimagine sets the "
-              "seed there.")
+NO_SAMPLER = "The workflow has no KSampler node, nor a SamplerCustomAdvanced with a RandomNoise node; ipyimagine sets the seed there."
 BUILT_IN = {  # the default graph of a fresh ComfyUI, in API format
     "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}},
     "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 512, "batch_size": 1}},
     "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}, "_meta": {"title": "Positive Prompt"}},
     "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}, "_meta": {"title": "Negative Prompt"}},
-    "3": {"class_type": "KSampler", "inputs": {"seed": 0, "steps": 20, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal",
-                                               "denoise": 1.0, "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0],
-                                               "latent_image": ["5", 0]}},
+    "3": {
+        "class_type": "KSampler",
+        "inputs": {
+            "seed": 0,
+            "steps": 20,
+            "cfg": 7.0,
+            "sampler_name": "euler",
+            "scheduler": "normal",
+            "denoise": 1.0,
+            "model": ["4", 0],
+            "positive": ["6", 0],
+            "negative": ["7", 0],
+            "latent_image": ["5", 0],
+        },
+    },
     "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
     "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ipyimagine", "images": ["8", 0]}},
 }
@@ -77,9 +99,11 @@ def load_workflow(source) -> dict:
             graph = json.loads(text)
         except ValueError:
             raise RequestError(f"{name} is not JSON; export it from ComfyUI with 'Save (API format)'.") from None
-    if (not isinstance(graph, dict) or not graph
-            or not all(isinstance(n, dict) and isinstance(n.get("class_type"), str) and isinstance(n.get("inputs"), dict)
-                       for n in graph.values())):
+    if (
+        not isinstance(graph, dict)
+        or not graph
+        or not all(isinstance(n, dict) and isinstance(n.get("class_type"), str) and isinstance(n.get("inputs"), dict) for n in graph.values())
+    ):
         raise RequestError(f"{name} is not an API-format workflow (nodes with class_type); use 'Save (API format)'.")
     return graph
 
@@ -195,15 +219,13 @@ def fill(graph: dict, job: RenderJob, seed: int) -> dict:
     found = controls(graph)
     if "seed" not in found:
         raise RequestError(NO_SAMPLER)
-    settings = {"seed": seed, "steps": job.steps, "sampler": comfy_sampler(job.sampler) if job.sampler else None,
-                "cfg": job.guidance, "guidance": job.guidance}
+    settings = {"seed": seed, "steps": job.steps, "sampler": comfy_sampler(job.sampler) if job.sampler else None, "cfg": job.guidance, "guidance": job.guidance}
     for name, value in settings.items():
         if value is not None and name in found:
             inputs, key = found[name]
             inputs[key] = value
     if found["positive"] is None or not _put_text(found["positive"], job.prompt):
-        raise RequestError("The workflow's sampler has no CLIPTextEncode on its positive input; title the prompt node "
-                           "'Positive Prompt'.")
+        raise RequestError("The workflow's sampler has no CLIPTextEncode on its positive input; title the prompt node 'Positive Prompt'.")
     if found["negative"] is not None:
         _put_text(found["negative"], job.negative_prompt or "")
     for node in graph.values():
@@ -319,8 +341,7 @@ class ComfyUIRenderer(RendererBase):
         model = self._checkpoint(graph, job, lists.get("checkpoints"), host, notes)
         samplers = lists.get("samplers")
         if job.sampler and samplers is not None and comfy_sampler(job.sampler) not in samplers:
-            raise RequestError(f"{host} does not know the sampler {job.sampler!r}; give --sampler with one of its samplers: "
-                               f"{_listing(samplers)}.")
+            raise RequestError(f"{host} does not know the sampler {job.sampler!r}; give --sampler with one of its samplers: {_listing(samplers)}.")
         negative = job.negative_prompt
         own = _text_of(found["negative"])
         if job.workflow and own and job.negative is None:  # the workflow's own negative prompt is kept
@@ -328,20 +349,28 @@ class ComfyUIRenderer(RendererBase):
         latent = next((n["inputs"] for n in graph.values() if n.get("class_type") in LATENTS), {})
         batch = latent.get("batch_size")
         if isinstance(batch, int) and batch > 1:
-            notes.append(f"The workflow's batch_size {batch} was sent as 1: ipyimagine queues one prompt a seed so that each "
-                         f"picture has its own seed; give -n {batch} for {batch} pictures.")
+            notes.append(
+                f"The workflow's batch_size {batch} was sent as 1: ipyimagine queues one prompt a seed so that each "
+                f"picture has its own seed; give -n {batch} for {batch} pictures."
+            )
         cfg = _value(found, "cfg") if "cfg" in found else _value(found, "guidance")
         kind = "cfg" if "cfg" in found else "distilled" if "guidance" in found else "none"
         if kind == "none" and job.guidance is not None:
-            notes.append("--guidance has no effect with this workflow (it has no CFGGuider, KSampler or FluxGuidance); it was "
-                         "not used.")
+            notes.append("--guidance has no effect with this workflow (it has no CFGGuider, KSampler or FluxGuidance); it was not used.")
         own_sampler = _value(found, "sampler") if "sampler" in found else None
-        return replace(job, model=model, negative_prompt=negative, notes=tuple(notes),
-                       sampler=job.sampler or (own_sampler if isinstance(own_sampler, str) else None),  # the graph's own, resolved
-                       steps=(job.steps or _value(found, "steps") or 20) if "steps" in found else None,
-                       guidance=(job.guidance if job.guidance is not None else cfg if cfg is not None else 7.0) if kind != "none" else None,
-                       width=job.width or latent.get("width") or 512, height=job.height or latent.get("height") or 512,
-                       guidance_kind=kind, seed_honoured=True)
+        return replace(
+            job,
+            model=model,
+            negative_prompt=negative,
+            notes=tuple(notes),
+            sampler=job.sampler or (own_sampler if isinstance(own_sampler, str) else None),  # the graph's own, resolved
+            steps=(job.steps or _value(found, "steps") or 20) if "steps" in found else None,
+            guidance=(job.guidance if job.guidance is not None else cfg if cfg is not None else 7.0) if kind != "none" else None,
+            width=job.width or latent.get("width") or 512,
+            height=job.height or latent.get("height") or 512,
+            guidance_kind=kind,
+            seed_honoured=True,
+        )
 
     @staticmethod
     def _checkpoint(graph: dict, job: RenderJob, checkpoints, host: str, notes: list) -> str | None:
@@ -351,20 +380,20 @@ class ComfyUIRenderer(RendererBase):
             return job.model
         if job.model:
             if job.model not in checkpoints:
-                raise RequestError(f"{host} has no checkpoint {job.model!r}; give --model with one of its checkpoints: "
-                                   f"{_listing(checkpoints) or 'none'}.")
+                raise RequestError(f"{host} has no checkpoint {job.model!r}; give --model with one of its checkpoints: {_listing(checkpoints) or 'none'}.")
             return job.model
         if job.workflow:
             return None  # the workflow's own
         if not checkpoints:
-            raise RequestError(f"{host} lists no checkpoints; put one in ComfyUI's models/checkpoints folder, or give "
-                               "--workflow with a graph that loads its model another way.")
+            raise RequestError(
+                f"{host} lists no checkpoints; put one in ComfyUI's models/checkpoints folder, or give "
+                "--workflow with a graph that loads its model another way."
+            )
         if len(checkpoints) == 1:
             return checkpoints[0]
         default = loader.get("ckpt_name")
         if default in checkpoints:
-            notes.append(f"{host} has {len(checkpoints)} checkpoints ({_listing(checkpoints)}); {default} was used: give --model "
-                         "to choose another.")
+            notes.append(f"{host} has {len(checkpoints)} checkpoints ({_listing(checkpoints)}); {default} was used: give --model to choose another.")
             return default
         raise RequestError(f"{host} has {len(checkpoints)} checkpoints; choose one with --model: {_listing(checkpoints)}.")
 
@@ -379,14 +408,26 @@ class ComfyUIRenderer(RendererBase):
             if note and note not in notes:
                 notes.append(note)
         found = controls(sent)
-        params = {"steps": job.steps, "guidance": job.guidance, "guidance_kind": job.guidance_kind, "width": images[0].width,
-                  "height": images[0].height, "server": host_of(server), "seconds": round(time.perf_counter() - started, 2),
-                  # the user's own graph (a rerun sends it again); the built-in one is not recorded: a rerun gets it anyway
-                  "workflow": json.dumps(graph, sort_keys=True) if job.workflow else None,
-                  # the sampler as the user named it (so a rerun sends the same), else the graph's own; its scheduler
-                  "sampler": job.sampler or _value(found, "sampler"), "scheduler": _value(found, "scheduler")}
-        return Rendered(images=images, model=job.model or _checkpoint(sent) or "(the workflow's model)",
-                        params={k: v for k, v in params.items() if v is not None}, notes=notes)
+        params = {
+            "steps": job.steps,
+            "guidance": job.guidance,
+            "guidance_kind": job.guidance_kind,
+            "width": images[0].width,
+            "height": images[0].height,
+            "server": host_of(server),
+            "seconds": round(time.perf_counter() - started, 2),
+            # the user's own graph (a rerun sends it again); the built-in one is not recorded: a rerun gets it anyway
+            "workflow": json.dumps(graph, sort_keys=True) if job.workflow else None,
+            # the sampler as the user named it (so a rerun sends the same), else the graph's own; its scheduler
+            "sampler": job.sampler or _value(found, "sampler"),
+            "scheduler": _value(found, "scheduler"),
+        }
+        return Rendered(
+            images=images,
+            model=job.model or _checkpoint(sent) or "(the workflow's model)",
+            params={k: v for k, v in params.items() if v is not None},
+            notes=notes,
+        )
 
     def _one(self, server, graph, job, index, on_step, cancelled, on_preview, done_images, on_status=None):
         """One prompt (one image) and a note on its size: websocket first, so no message is missed; then queue, follow,
@@ -403,8 +444,9 @@ class ComfyUIRenderer(RendererBase):
             return max(0.0, ends - time.monotonic())
 
         def ask(what, method, path, cap=2**24, **kwargs):
-            return wait_for(lambda: read_capped(http, method, path, cap, server, what, **kwargs), server, what, left(), cancelled,
-                            abandon=http.close, setting=timeout)
+            return wait_for(
+                lambda: read_capped(http, method, path, cap, server, what, **kwargs), server, what, left(), cancelled, abandon=http.close, setting=timeout
+            )
 
         try:
             with _websocket(server, client_id, timeout) as socket:
@@ -412,8 +454,7 @@ class ComfyUIRenderer(RendererBase):
                 reply = ask("prompt", "POST", "/prompt", json=body)
                 if reply.status_code != 200:
                     queued = False
-                    raise refusal(reply.status_code, f"{host_of(server)} refused the workflow ({reply.status_code})"
-                                                     f"{self._refused(reply, server)}.")
+                    raise refusal(reply.status_code, f"{host_of(server)} refused the workflow ({reply.status_code}){self._refused(reply, server)}.")
                 prompt_id = _prompt_id(reply, server)
                 self._follow(socket, server, prompt_id, job, index, on_step, cancelled, on_preview, done_images, ends, on_status)
                 finished = True
@@ -444,8 +485,7 @@ class ComfyUIRenderer(RendererBase):
                 said += f"; its samplers are: {_listing(samplers)}"
         return said
 
-    def _follow(self, socket, server, prompt_id, job, index, on_step, cancelled, on_preview, done_images, ends,
-                on_status=None) -> None:
+    def _follow(self, socket, server, prompt_id, job, index, on_step, cancelled, on_preview, done_images, ends, on_status=None) -> None:
         """Read the websocket until the prompt is done: the queue ahead of it, progress, preview frames (every
         `job.preview` steps, labelled with the step they show), errors; Cancel and the deadline are checked at every
         event, so a flood of other prompts' events cannot hold the cell."""
@@ -458,8 +498,7 @@ class ComfyUIRenderer(RendererBase):
                 raise Cancelled(f"Cancelled on {host_of(server)}.")
             if time.monotonic() > ends:
                 timeout = getattr(self.config, "server_timeout", 600.0)
-                raise TooSlow(f"{host_of(server)} did not finish the workflow within {timeout:g} s; try again, or raise "
-                              "Imagine.server_timeout.")
+                raise TooSlow(f"{host_of(server)} did not finish the workflow within {timeout:g} s; try again, or raise Imagine.server_timeout.")
             try:
                 message = socket.recv(timeout=0.25)
             except TimeoutError:
@@ -469,8 +508,7 @@ class ComfyUIRenderer(RendererBase):
             if isinstance(message, bytes):
                 frames += 1
                 at = step or frames
-                if (on_preview is not None and job.preview != 0 and len(message) > 8
-                        and (at % every == 0 or (job.steps and at >= job.steps))):
+                if on_preview is not None and job.preview != 0 and len(message) > 8 and (at % every == 0 or (job.steps and at >= job.steps)):
                     from ..display import grid
 
                     try:
@@ -485,8 +523,7 @@ class ComfyUIRenderer(RendererBase):
             except ValueError:
                 event = None
             if not isinstance(event, dict):
-                raise BackendError(f"{host_of(server)} sent a websocket message that is not ComfyUI's JSON; check that --server "
-                                   "is a ComfyUI.")
+                raise BackendError(f"{host_of(server)} sent a websocket message that is not ComfyUI's JSON; check that --server is a ComfyUI.")
             data = event.get("data") if isinstance(event.get("data"), dict) else {}
             kind = event.get("type")
             if kind == "status" and waiting is not False and "sid" not in data:  # the queue changed (not the greeting)
@@ -549,8 +586,7 @@ def _prompt_id(reply, server: str) -> str:
     except ValueError:
         answer = None
     if not isinstance(answer, dict) or not isinstance(answer.get("prompt_id"), str) or not answer["prompt_id"]:
-        raise BackendError(f"{host_of(server)} did not answer the prompt as ComfyUI does (no prompt_id); check that --server is a "
-                           "ComfyUI.")
+        raise BackendError(f"{host_of(server)} did not answer the prompt as ComfyUI does (no prompt_id); check that --server is a ComfyUI.")
     return answer["prompt_id"][:200]
 
 
@@ -563,7 +599,7 @@ def _saved_images(reply, prompt_id: str) -> list[dict]:
     entry = history.get(prompt_id) if isinstance(history, dict) else None
     outputs = entry.get("outputs") if isinstance(entry, dict) else None
     found = []
-    for output in (outputs.values() if isinstance(outputs, dict) else []):
+    for output in outputs.values() if isinstance(outputs, dict) else []:
         images = output.get("images") if isinstance(output, dict) else None
         found += [image for image in (images if isinstance(images, list) else []) if isinstance(image, dict)]
     return found
@@ -626,8 +662,9 @@ def _websocket(server: str, client_id: str, timeout: float):
         status = getattr(getattr(error, "response", None), "status_code", None)
         if status in (401, 403):
             raise BackendError(f"{host_of(server)} refused the connection ({status}); set {TOKEN_ENV} to its token.") from None
-        raise BackendError(f"Cannot open ComfyUI's websocket at {host_of(server)} ({type(error).__name__}); check that the server "
-                           "is running and --server is right.") from None
+        raise BackendError(
+            f"Cannot open ComfyUI's websocket at {host_of(server)} ({type(error).__name__}); check that the server is running and --server is right."
+        ) from None
     try:
         yield socket
     finally:

@@ -247,11 +247,19 @@ def read_family(folder: Path, call, recommended: dict | None = None, label: str 
     callback = "step_end" if "callback_on_step_end" in params else "legacy" if "callback" in params and "callback_steps" in params else "none"
     absent = tuple(k for k, v in index.items() if isinstance(v, list) and len(v) == 2 and v[0] is None and v[1] is None)
     return Family(
-        pipeline=name, native=native, multiple=multiple, guidance_kind=kind, true_cfg="true_cfg_scale" in params,
-        steps=int(steps), guidance=guidance, callback=callback,
+        pipeline=name,
+        native=native,
+        multiple=multiple,
+        guidance_kind=kind,
+        true_cfg="true_cfg_scale" in params,
+        steps=int(steps),
+        guidance=guidance,
+        callback=callback,
         prior_steps=int(defaults["prior_num_inference_steps"]) if _number(defaults.get("prior_num_inference_steps")) else None,
         text_limit=int(defaults["max_sequence_length"]) if _number(defaults.get("max_sequence_length")) else None,
-        transformer=bool(transformer), fp16_variant=any(folder.glob("*/*.fp16.safetensors")), absent=absent,
+        transformer=bool(transformer),
+        fp16_variant=any(folder.glob("*/*.fp16.safetensors")),
+        absent=absent,
         problems=tuple(problems_of(folder, index)),
     )
 
@@ -266,6 +274,7 @@ def _spatial_patch(value) -> int:
 
 def round_size(width: int, height: int, multiple: int) -> tuple[int, int]:
     """The nearest size the family accepts."""
+
     def nearest(side: int) -> int:
         return max(multiple, round(side / multiple) * multiple)
 

@@ -145,8 +145,16 @@ def apply_memory_mode(pipe, config, device: str) -> str:
 
 # Libraries some families need that diffusers and transformers do not install: which component classes need them.
 OPTIONAL_LIBRARIES = {
-    "sentencepiece": ("T5Tokenizer", "MT5Tokenizer", "LlamaTokenizer", "ChatGLMTokenizer", "GemmaTokenizer", "XLMRobertaTokenizer",
-                      "CamembertTokenizer", "BertGenerationTokenizer"),
+    "sentencepiece": (
+        "T5Tokenizer",
+        "MT5Tokenizer",
+        "LlamaTokenizer",
+        "ChatGLMTokenizer",
+        "GemmaTokenizer",
+        "XLMRobertaTokenizer",
+        "CamembertTokenizer",
+        "BertGenerationTokenizer",
+    ),
     "torchvision": ("OmniGenPipeline", "VisualClozePipeline", "VisualClozeGenerationPipeline"),
 }
 
@@ -159,8 +167,7 @@ def missing_libraries(folder: Path | None) -> list[str]:
 
     index = read_json(Path(folder) / "model_index.json")
     classes = {index.get("_class_name")} | {spec[1] for spec in index.values() if isinstance(spec, list) and len(spec) == 2}
-    return [library for library, users in OPTIONAL_LIBRARIES.items()
-            if classes & set(users) and importlib.util.find_spec(library) is None]
+    return [library for library, users in OPTIONAL_LIBRARIES.items() if classes & set(users) and importlib.util.find_spec(library) is None]
 
 
 def refuse_missing_libraries(folder: Path | None) -> None:

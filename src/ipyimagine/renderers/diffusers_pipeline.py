@@ -170,12 +170,16 @@ class DiffusersRenderer(RendererBase):
         else:
             guidance = f"{'distilled ' if family.guidance_kind == 'distilled' else ''}guidance {family.guidance:g}"
         memory = getattr(self.config, "offload", "none") if not device.startswith("cpu") else "none (CPU)"
-        about = (f"local diffusers pipeline; model {name}: {family.pipeline}, {size} (sizes in multiples of {family.multiple}), "
-                 f"{family.steps} steps, {guidance}, {dtype}{' ' + variant if variant else ''} on {device}, offload {memory}")
+        about = (
+            f"local diffusers pipeline; model {name}: {family.pipeline}, {size} (sizes in multiples of {family.multiple}), "
+            f"{family.steps} steps, {guidance}, {dtype}{' ' + variant if variant else ''} on {device}, offload {memory}"
+        )
         if model is None:
             vocab = bundled_vocabulary()
-            about += (f"; a tiny model that draws one coloured shape ({'/'.join(vocab.get('shapes', []))} in "
-                      f"{len(vocab.get('colours', []))} colours) on a coloured background")
+            about += (
+                f"; a tiny model that draws one coloured shape ({'/'.join(vocab.get('shapes', []))} in "
+                f"{len(vocab.get('colours', []))} colours) on a coloured background"
+            )
         return about
 
     def family(self, model: str | None) -> Family | None:
@@ -235,8 +239,9 @@ class DiffusersRenderer(RendererBase):
         if family is not None and family.true_cfg:
             if job.true_cfg or job.negative:
                 true_cfg = job.true_cfg or TRUE_CFG_DEFAULT
-                notes.append(f"True CFG {true_cfg:g} is on ({'--true-cfg' if job.true_cfg else '--negative'}): it uses the negative "
-                             "prompt and takes twice the compute.")
+                notes.append(
+                    f"True CFG {true_cfg:g} is on ({'--true-cfg' if job.true_cfg else '--negative'}): it uses the negative prompt and takes twice the compute."
+                )
             else:
                 negative = ""  # FLUX and Qwen-Image read a negative prompt only with true CFG: not used, not recorded
         elif job.true_cfg:
@@ -244,8 +249,11 @@ class DiffusersRenderer(RendererBase):
         cfg_off = (kind == "cfg" and guidance is not None and guidance <= 1.0) or (kind == "distilled" and true_cfg is None)
         if negative and cfg_off and not true_cfg:  # diffusers reads a negative prompt only with classifier-free guidance on
             if job.negative:
-                why = (f"at guidance {guidance:g} classifier-free guidance is off; it was not used (raise --guidance above 1 to use it)"
-                       if kind == "cfg" else "its guidance is distilled into the model; it was not used")
+                why = (
+                    f"at guidance {guidance:g} classifier-free guidance is off; it was not used (raise --guidance above 1 to use it)"
+                    if kind == "cfg"
+                    else "its guidance is distilled into the model; it was not used"
+                )
                 notes.append(f"--negative has no effect on {pipeline}: {why}.")
             negative = ""
         if family is not None and negative and "negative_prompt" not in _call_params(family.pipeline):
@@ -262,11 +270,25 @@ class DiffusersRenderer(RendererBase):
         native = family.native if family else None
         if native and width and height and width * height >= 16 * native[0] * native[1]:
             factor = width * height / (native[0] * native[1])
-            notes.append(f"{width}x{height} is {factor:.0f} times the pixels of the model's own {native[0]}x{native[1]}: each step "
-                         f"costs about that much more, so this will be slow (Imagine.max_pixels can cap sizes).")
-        job = replace(job, model=model or BUNDLED_NAME, steps=steps, guidance=guidance, width=width, height=height,
-                      negative_prompt=negative, true_cfg=true_cfg, lora=lora or None, sampler=sampler and job.sampler, guidance_kind=kind, seed_honoured=True,
-                      notes=tuple(notes))
+            notes.append(
+                f"{width}x{height} is {factor:.0f} times the pixels of the model's own {native[0]}x{native[1]}: each step "
+                f"costs about that much more, so this will be slow (Imagine.max_pixels can cap sizes)."
+            )
+        job = replace(
+            job,
+            model=model or BUNDLED_NAME,
+            steps=steps,
+            guidance=guidance,
+            width=width,
+            height=height,
+            negative_prompt=negative,
+            true_cfg=true_cfg,
+            lora=lora or None,
+            sampler=sampler and job.sampler,
+            guidance_kind=kind,
+            seed_honoured=True,
+            notes=tuple(notes),
+        )
         return replace(job, notes=job.notes + tuple(self._vocabulary_notes(job)))
 
     def fingerprint(self, job) -> str:
@@ -278,8 +300,7 @@ class DiffusersRenderer(RendererBase):
         found = folder_fingerprint(folder) if folder is not None and folder.is_dir() else str(model)
         loras = job.lora if isinstance(job, RenderJob) and job.lora else ()
         if loras:
-            parts = [folder_fingerprint(p) if p.is_dir() else f"{p.stat().st_size}:{int(p.stat().st_mtime)}"
-                     for p in (parse_lora(entry)[0] for entry in loras)]
+            parts = [folder_fingerprint(p) if p.is_dir() else f"{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in (parse_lora(entry)[0] for entry in loras)]
             found = key_of("lora", {"model": found, "loras": parts})[:16]
         return found
 
@@ -330,8 +351,7 @@ class DiffusersRenderer(RendererBase):
             torch.set_num_threads(self.config.threads)
         memory = apply_memory_mode(pipe, self.config, device)
         pipe.set_progress_bar_config(disable=True)
-        placement = Placement(device=device, dtype=dtype_name, variant=variant, memory=memory,
-                              quantize=getattr(self.config, "quantize", "none") or "none")
+        placement = Placement(device=device, dtype=dtype_name, variant=variant, memory=memory, quantize=getattr(self.config, "quantize", "none") or "none")
         return pipe, placement
 
     def _load_hub_model(self, model: str, family, options: dict, diffusers):
@@ -423,17 +443,37 @@ class DiffusersRenderer(RendererBase):
         if job.width and (width, height) != (job.width, job.height):
             notes.append(f"{type(pipe).__name__} made {width}x{height} instead of the {job.width}x{job.height} asked for.")
         params = {
-            "steps": job.steps, "guidance": job.guidance, "guidance_kind": job.guidance_kind, "width": width, "height": height,
-            "scheduler": type(scheduler_used).__name__, "sampler": SAMPLERS.get(type(scheduler_used).__name__),
-            "pipeline": type(pipe).__name__, "model_hash": model_hash,
-            "device": placement.device, "dtype": placement.dtype, "memory": placement.memory, "rng": "cpu",
+            "steps": job.steps,
+            "guidance": job.guidance,
+            "guidance_kind": job.guidance_kind,
+            "width": width,
+            "height": height,
+            "scheduler": type(scheduler_used).__name__,
+            "sampler": SAMPLERS.get(type(scheduler_used).__name__),
+            "pipeline": type(pipe).__name__,
+            "model_hash": model_hash,
+            "device": placement.device,
+            "dtype": placement.dtype,
+            "memory": placement.memory,
+            "rng": "cpu",
             "versions": {"torch": torch.__version__, "diffusers": _version("diffusers"), "transformers": _version("transformers")},
         }
-        params.update({k: v for k, v in {"true_cfg": job.true_cfg, "prior_steps": prior_steps, "variant": placement.variant,
-                                          "lora": list(job.lora) if job.lora else None,
-                                          "quantize": None if placement.quantize == "none" else placement.quantize}.items() if v})
-        return Rendered(images=images, model=job.model if job.model not in (None, BUNDLED_NAME) else BUNDLED_NAME,
-                        params=params, notes=notes, load_seconds=load_seconds)
+        params.update(
+            {
+                k: v
+                for k, v in {
+                    "true_cfg": job.true_cfg,
+                    "prior_steps": prior_steps,
+                    "variant": placement.variant,
+                    "lora": list(job.lora) if job.lora else None,
+                    "quantize": None if placement.quantize == "none" else placement.quantize,
+                }.items()
+                if v
+            }
+        )
+        return Rendered(
+            images=images, model=job.model if job.model not in (None, BUNDLED_NAME) else BUNDLED_NAME, params=params, notes=notes, load_seconds=load_seconds
+        )
 
     def _previewer(self, pipe, job: RenderJob, on_preview, images: list, notes: list):
         """A function of (latents, done, total) that shows a preview every `job.preview` steps, or None (with a note,
@@ -448,8 +488,10 @@ class DiffusersRenderer(RendererBase):
         if decoder is None:  # no decoder known for this family: the progress bar only, said once per model
             if key not in self._no_preview_said:
                 self._no_preview_said.add(key)
-                notes.append(f"No previews for {type(pipe).__name__}: no cheap decoder fits its latent space "
-                                           "(Imagine.preview_decoder can name a tiny autoencoder for it).")
+                notes.append(
+                    f"No previews for {type(pipe).__name__}: no cheap decoder fits its latent space "
+                    "(Imagine.preview_decoder can name a tiny autoencoder for it)."
+                )
             return None
 
         wanted = getattr(on_preview, "wanted", None)  # a listener that shows frames at its own pace says when one is wanted
@@ -481,8 +523,7 @@ class DiffusersRenderer(RendererBase):
 
     @staticmethod
     def _arguments(job: RenderJob, accepted: set, seed: int, torch) -> dict:
-        arguments = dict(prompt=job.prompt, num_inference_steps=job.steps, generator=torch.Generator("cpu").manual_seed(seed),
-                         output_type="pil")
+        arguments = dict(prompt=job.prompt, num_inference_steps=job.steps, generator=torch.Generator("cpu").manual_seed(seed), output_type="pil")
         if job.guidance is not None:
             arguments["guidance_scale"] = job.guidance
         if "true_cfg_scale" in accepted:
@@ -546,7 +587,7 @@ class DiffusersRenderer(RendererBase):
         kept = 0
         while kept < len(words) and fits(" ".join(words[: kept + 1])):
             kept += 1
-        tail = " ".join(words[max(0, kept - 6):kept])
+        tail = " ".join(words[max(0, kept - 6) : kept])
         return [f"The model reads {limit} tokens; the prompt was cut after “…{tail}”."]
 
     def _vocabulary_notes(self, job: RenderJob) -> list[str]:
@@ -557,8 +598,10 @@ class DiffusersRenderer(RendererBase):
         words = re.findall(r"[a-z]+", (job.idea or job.prompt).lower())
         known = set(vocab.get("words", [])) | set(vocab.get("colours", [])) | set(vocab.get("shapes", [])) | set(vocab.get("places", []))
         unknown = list(dict.fromkeys(w for w in words if w not in known))
-        knows = (f"it knows the colours {', '.join(vocab.get('colours', []))}, the shapes {', '.join(vocab.get('shapes', []))} "
-                 f"and the places {', '.join(vocab.get('places', []))}")
+        knows = (
+            f"it knows the colours {', '.join(vocab.get('colours', []))}, the shapes {', '.join(vocab.get('shapes', []))} "
+            f"and the places {', '.join(vocab.get('places', []))}"
+        )
         elsewhere = "for anything else use --model with a Hugging Face id or folder (e.g. stabilityai/sd-turbo) or --backend openai"
         if unknown:
             shown = ", ".join(repr(w) for w in unknown[:6]) + (" …" if len(unknown) > 6 else "")
@@ -574,8 +617,10 @@ def _lora_failure(entry: str, pipeline: str, error: BaseException) -> str:
     text = str(error)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if any(mark in text for mark in ("size mismatch", "Target modules", "not found in the base model", "No LoRA keys", "no LoRA")):
-        return (f"--lora {entry!r} does not fit {pipeline}: its layers do not match this model's (a LoRA made for another model "
-                "family, e.g. SD 1.5 vs SDXL vs FLUX); use one made for this model.")
+        return (
+            f"--lora {entry!r} does not fit {pipeline}: its layers do not match this model's (a LoRA made for another model "
+            "family, e.g. SD 1.5 vs SDXL vs FLUX); use one made for this model."
+        )
     telling = next((line for line in lines if not line.lower().startswith(("error(s) in loading", "traceback"))), None)
     return f"Could not apply --lora {entry!r} to {pipeline} ({(telling or type(error).__name__)[:200]})."
 

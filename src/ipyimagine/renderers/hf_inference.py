@@ -44,8 +44,7 @@ class HFInferenceRenderer(RendererBase):
 
     def resolve(self, job: RenderJob) -> RenderJob:
         if not job.model and not job.server:
-            raise RequestError("The hf backend needs --model: a Hugging Face model id an Inference Provider serves, "
-                               "e.g. black-forest-labs/FLUX.1-schnell.")
+            raise RequestError("The hf backend needs --model: a Hugging Face model id an Inference Provider serves, e.g. black-forest-labs/FLUX.1-schnell.")
         return replace(job, guidance_kind="cfg" if job.guidance is not None else "none", seed_honoured=True)
 
     def render(self, job: RenderJob, on_step=None, cancelled=None) -> Rendered:
@@ -56,17 +55,28 @@ class HFInferenceRenderer(RendererBase):
         from huggingface_hub import constants
 
         if constants.HF_HUB_OFFLINE:
-            raise BackendError("HF_HUB_OFFLINE is set, which stops huggingface_hub from reaching any server; unset it for the hf "
-                               "backend (local diffusers models do not need it).")
+            raise BackendError(
+                "HF_HUB_OFFLINE is set, which stops huggingface_hub from reaching any server; unset it for the hf "
+                "backend (local diffusers models do not need it)."
+            )
         server = job.server[0] if job.server else None
         provider = None if server else getattr(self.config, "hf_provider", "auto") or "auto"
         timeout = getattr(self.config, "server_timeout", 600.0)
         where = host_of(server) if server else f"Hugging Face ({provider})"
         client = InferenceClient(provider=provider, base_url=server, api_key=os.environ.get(TOKEN_ENV) or None, timeout=timeout)
-        arguments = {k: v for k, v in {"negative_prompt": job.negative_prompt or None, "width": job.width, "height": job.height,
-                                       "num_inference_steps": job.steps, "guidance_scale": job.guidance,
-                                       "model": None if server else job.model, "scheduler": _scheduler(job.sampler)}.items()
-                     if v is not None}
+        arguments = {
+            k: v
+            for k, v in {
+                "negative_prompt": job.negative_prompt or None,
+                "width": job.width,
+                "height": job.height,
+                "num_inference_steps": job.steps,
+                "guidance_scale": job.guidance,
+                "model": None if server else job.model,
+                "scheduler": _scheduler(job.sampler),
+            }.items()
+            if v is not None
+        }
         from ..deadline import DeadlinePassed, within
 
         images, notes, started = [], [], time.perf_counter()
@@ -74,8 +84,9 @@ class HFInferenceRenderer(RendererBase):
             if cancelled is not None and cancelled():
                 raise Cancelled(f"Cancelled after {index} of {len(job.seeds)} images.", index, len(job.seeds))
             try:  # the client's timeout is between two bytes: the deadline is on the whole reply
-                opened = within(lambda seed=seed: client.text_to_image(job.prompt, seed=seed, **arguments), timeout, cancelled,
-                                abandon=getattr(client, "close", None))  # Cancel or the deadline closes the connection
+                opened = within(
+                    lambda seed=seed: client.text_to_image(job.prompt, seed=seed, **arguments), timeout, cancelled, abandon=getattr(client, "close", None)
+                )  # Cancel or the deadline closes the connection
             except DeadlinePassed:
                 raise TooSlow(f"{where} did not finish the picture within {timeout:g} s; try again, or raise Imagine.server_timeout.") from None
             except Cancelled:
@@ -88,13 +99,19 @@ class HFInferenceRenderer(RendererBase):
                 notes.append(note)
             if on_step is not None:
                 on_step(index + 1, len(job.seeds))
-        params = {"steps": job.steps, "guidance": job.guidance, "guidance_kind": job.guidance_kind, "width": images[0].width,
-                  "height": images[0].height, "provider": provider, "server": host_of(server) if server else None,
-                  "seconds": round(time.perf_counter() - started, 2)}
+        params = {
+            "steps": job.steps,
+            "guidance": job.guidance,
+            "guidance_kind": job.guidance_kind,
+            "width": images[0].width,
+            "height": images[0].height,
+            "provider": provider,
+            "server": host_of(server) if server else None,
+            "seconds": round(time.perf_counter() - started, 2),
+        }
         if not (job.steps and job.guidance is not None):
             notes.append("Settings left unset were the provider's own choice; they are not recorded.")
-        return Rendered(images=images, model=job.model or "(the endpoint's model)",
-                        params={k: v for k, v in params.items() if v is not None}, notes=notes)
+        return Rendered(images=images, model=job.model or "(the endpoint's model)", params={k: v for k, v in params.items() if v is not None}, notes=notes)
 
 
 def _scheduler(sampler: str | None) -> str | None:

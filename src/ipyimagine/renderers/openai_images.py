@@ -58,9 +58,7 @@ def check_request(model: str, width: int | None, height: int | None, n: int, qua
     size = f"{width}x{height}"
     if family["free_size"]:
         if width % 16 or height % 16 or max(width, height) > 3840 or min(width, height) * 3 < max(width, height) or width * height > 3840 * 2160:
-            raise RequestError(
-                f"{model} takes sizes in multiples of 16, sides from 1:3 to 3:1, at most 3840x2160; got {size}."
-            )
+            raise RequestError(f"{model} takes sizes in multiples of 16, sides from 1:3 to 3:1, at most 3840x2160; got {size}.")
     elif size not in STANDARD_SIZES:
         raise RequestError(f"{model} makes only {', '.join(STANDARD_SIZES)} images, not {size}; use --size 1024x1024.")
 
@@ -81,8 +79,10 @@ class OpenAIImagesRenderer(RendererBase):
 
     def describe(self) -> str:
         model = self.config.openai_image_model or "the newest live GPT image model the server lists"
-        return (f"images API: OpenAI GPT image models ({model} at quality {self.config.openai_quality} by default) "
-                "or an OpenAI-compatible image server via base URL")
+        return (
+            f"images API: OpenAI GPT image models ({model} at quality {self.config.openai_quality} by default) "
+            "or an OpenAI-compatible image server via base URL"
+        )
 
     def resolve(self, job: RenderJob) -> RenderJob:
         """Model, quality, size and server as they will be sent; steps, guidance and the negative prompt are not
@@ -110,15 +110,28 @@ class OpenAIImagesRenderer(RendererBase):
             if width is None:
                 width, height = 1024, 1024
         elif openai_host and looks_like_openai_image_model(model):
-            notes.append(f"{model!r} is not in ipyimagine's table of OpenAI image models: it was sent as it is, and its sizes, "
-                         "qualities and price are the server's to check.")
+            notes.append(
+                f"{model!r} is not in ipyimagine's table of OpenAI image models: it was sent as it is, and its sizes, "
+                "qualities and price are the server's to check."
+            )
             quality = quality or config.openai_quality
         elif quality is not None and not openai_host:
             notes.append(f"--quality was not sent: {model!r} is not an OpenAI model, and compatible servers take none.")
             quality = None
         check_request(model, width, height, len(job.seeds), quality)
-        return replace(job, model=model, quality=quality, width=width, height=height, base_url=base_url,
-                       negative_prompt="", negative=None, guidance_kind="none", seed_honoured=False, notes=tuple(notes))
+        return replace(
+            job,
+            model=model,
+            quality=quality,
+            width=width,
+            height=height,
+            base_url=base_url,
+            negative_prompt="",
+            negative=None,
+            guidance_kind="none",
+            seed_honoured=False,
+            notes=tuple(notes),
+        )
 
     # -------------------------------------------------------------- rendering
     def render(self, job: RenderJob, on_step=None, cancelled=None, on_preview=None) -> Rendered:
@@ -160,8 +173,9 @@ class OpenAIImagesRenderer(RendererBase):
             if streaming:
                 call.update(stream=True, partial_images=PARTIAL_IMAGES)
             try:
-                response, received = self._request(call, base_url, host, images, len(job.seeds), on_preview, retries, timeout,
-                                                   cancelled, job.prompt, adjusted < 3)
+                response, received = self._request(
+                    call, base_url, host, images, len(job.seeds), on_preview, retries, timeout, cancelled, job.prompt, adjusted < 3
+                )
             except _Retry as retry:
                 request, extra, streaming = retry.adjust(request, extra, streaming)
                 adjusted += 1  # at most three (response_format, the extra fields, streaming): never a loop
@@ -175,8 +189,7 @@ class OpenAIImagesRenderer(RendererBase):
             if on_step is not None:
                 on_step(min(len(images), len(job.seeds)), len(job.seeds))
         images = images[: len(job.seeds)]
-        return self._rendered(job, images, request, extra, revised, usage_total, partials, why_streamed, family, host,
-                              time.perf_counter() - started)
+        return self._rendered(job, images, request, extra, revised, usage_total, partials, why_streamed, family, host, time.perf_counter() - started)
 
     def _streams(self, job: RenderJob, on_preview, openai_host: bool, base_url) -> tuple[bool, str]:
         """Whether to ask for partial images, and why. OpenAI bills them, so only when the user asked for previews of
@@ -195,8 +208,20 @@ class OpenAIImagesRenderer(RendererBase):
             return False, ""
         return (True, "") if known or job.preview is not None else (False, "")
 
-    def _request(self, call: dict, base_url, host: str, images: list, count: int, on_preview, retries: int, timeout: float,
-                 cancelled, prompt: str, may_adjust: bool = True):
+    def _request(
+        self,
+        call: dict,
+        base_url,
+        host: str,
+        images: list,
+        count: int,
+        on_preview,
+        retries: int,
+        timeout: float,
+        cancelled,
+        prompt: str,
+        may_adjust: bool = True,
+    ):
         """One request (with its retries) and its reply, read within the deadline: (reply, partial images received).
         Raises _Retry when a compatible server refuses what it need not be sent."""
         import openai
@@ -217,8 +242,10 @@ class OpenAIImagesRenderer(RendererBase):
         try:
             return within(work, deadline, cancelled, abandon=client.close)
         except DeadlinePassed:
-            raise BackendError(f"{host} did not finish the image request within {deadline:g} s ({retries + 1} tries of "
-                               f"{timeout:g} s); try again, or raise Imagine.openai_image_timeout.") from None
+            raise BackendError(
+                f"{host} did not finish the image request within {deadline:g} s ({retries + 1} tries of "
+                f"{timeout:g} s); try again, or raise Imagine.openai_image_timeout."
+            ) from None
         except _NoStream:
             _STREAMS[base_url or ""] = False
             raise _Retry(stream=False) from None
@@ -231,11 +258,13 @@ class OpenAIImagesRenderer(RendererBase):
             rejected = [k for k in ("response_format", "seed", "num_inference_steps") if k in said and (k in call or k in extra_fields)]
             if may_adjust and rejected:  # only what is still sent: a message that keeps naming a field it no longer gets ends here
                 raise _Retry(drop="response_format" if "response_format" in rejected else "extra_body") from None
-            raise openai_support.explain(error, host, "image request", timeout, retries, prompt=prompt, base_url=base_url,
-                                         setting="Imagine.openai_image_timeout") from None
+            raise openai_support.explain(
+                error, host, "image request", timeout, retries, prompt=prompt, base_url=base_url, setting="Imagine.openai_image_timeout"
+            ) from None
         except openai.OpenAIError as error:
-            raise openai_support.explain(error, host, "image request", timeout, retries, prompt=prompt, base_url=base_url,
-                                         setting="Imagine.openai_image_timeout") from None
+            raise openai_support.explain(
+                error, host, "image request", timeout, retries, prompt=prompt, base_url=base_url, setting="Imagine.openai_image_timeout"
+            ) from None
 
     @staticmethod
     def _generate(client, request: dict, retries: int):
@@ -271,8 +300,9 @@ class OpenAIImagesRenderer(RendererBase):
                 body = json.loads(raw)
             except ValueError:
                 body = None
-            return SimpleNamespace(data=(body or {}).get("data") if isinstance(body, dict) else None,
-                                   usage=(body or {}).get("usage") if isinstance(body, dict) else None), 0
+            return SimpleNamespace(
+                data=(body or {}).get("data") if isinstance(body, dict) else None, usage=(body or {}).get("usage") if isinstance(body, dict) else None
+            ), 0
         partials, completed = 0, None
         try:
             for event in stream:
@@ -296,16 +326,25 @@ class OpenAIImagesRenderer(RendererBase):
 
     def _rendered(self, job, images, request, extra, revised, usage_total, partials, why_streamed, family, host, seconds) -> Rendered:
         """What was really used, and notes that say what was sent but not confirmed, and what was billed."""
-        params = {"quality": request.get("quality"), "size": request.get("size"), "width": images[0].width,
-                  "height": images[0].height, "guidance_kind": "none", "seed_honoured": False, "base_url_host": host,
-                  "seconds": round(seconds, 2)}
+        params = {
+            "quality": request.get("quality"),
+            "size": request.get("size"),
+            "width": images[0].width,
+            "height": images[0].height,
+            "guidance_kind": "none",
+            "seed_honoured": False,
+            "base_url_host": host,
+            "seconds": round(seconds, 2),
+        }
         if extra:
             params["seed_sent"] = True
             if extra.get("num_inference_steps"):
                 params["steps_sent"] = extra["num_inference_steps"]
             sent = "seed and step count" if extra.get("num_inference_steps") else "seed"
-            notes = [f"{host} was sent each image's {sent}; the server does not say whether it used them, so they are recorded as "
-                     "sent, not as used (ipyimagine's cache reproduces the picture)."]
+            notes = [
+                f"{host} was sent each image's {sent}; the server does not say whether it used them, so they are recorded as "
+                "sent, not as used (ipyimagine's cache reproduces the picture)."
+            ]
         else:
             notes = ["The images API takes no seed: the recorded seed does not reproduce this picture (ipyimagine's cache does)."]
         if job.width and (images[0].width, images[0].height) != (job.width, job.height):
@@ -357,8 +396,10 @@ class OpenAIImagesRenderer(RendererBase):
                 raw = fetch(url, timeout=self.config.openai_image_timeout, max_bytes=IMAGE_URL_MAX_BYTES, allowed_hosts=allowed)
             except FetchError as error:
                 shown = public_url(url) if origin(url) else "an address that is not http(s)"
-                raise BackendError(f"{host} answered with an image address that was not read ({shown}: {error}); only the "
-                                   "server's own http(s) addresses are read (Imagine.openai_image_urls_anywhere allows others).") from None
+                raise BackendError(
+                    f"{host} answered with an image address that was not read ({shown}: {error}); only the "
+                    "server's own http(s) addresses are read (Imagine.openai_image_urls_anywhere allows others)."
+                ) from None
         else:
             raise BackendError(f"{host} sent an image entry with neither b64_json nor url.")
         from ..pixels import open_untrusted

@@ -63,8 +63,9 @@ def one_sentence_detail(reply) -> str:
     if isinstance(said, dict):
         said = said.get("message") or said.get("detail") or said
     if isinstance(said, list):  # FastAPI's validation errors: where and what
-        said = "; ".join(f"{'.'.join(str(p) for p in item.get('loc', [])[1:])}: {item.get('msg')}" if isinstance(item, dict) else str(item)
-                         for item in said[:3])
+        said = "; ".join(
+            f"{'.'.join(str(p) for p in item.get('loc', [])[1:])}: {item.get('msg')}" if isinstance(item, dict) else str(item) for item in said[:3]
+        )
     said = redact(str(said)[:100_000]).strip() if said else ""
     return f": {said.splitlines()[0][:200].rstrip('.')}" if said else ""
 
@@ -103,8 +104,7 @@ def wait_for(work, server: str, what: str, timeout: float, cancelled=None, aband
     try:
         return within(work, timeout, cancelled, abandon)
     except DeadlinePassed:
-        raise TooSlow(f"{host_of(server)} did not finish the {what} within {setting or timeout:g} s; try again, or raise "
-                      "Imagine.server_timeout.") from None
+        raise TooSlow(f"{host_of(server)} did not finish the {what} within {setting or timeout:g} s; try again, or raise Imagine.server_timeout.") from None
     except (Cancelled, ImagineError):
         raise
     except Exception as error:  # noqa: BLE001 - httpx's errors, each turned into one sentence
@@ -142,8 +142,9 @@ def picture(raw, where: str, width: int | None, height: int | None, max_pixels: 
         except Exception:  # noqa: BLE001 - open_untrusted says what is wrong with it
             got = None
         if got and got[0] * got[1] > max(OVERSIZE * asked, 1024 * 1024) and got[0] * got[1] <= (max_pixels or 2**62):
-            raise BackendError(f"{who} a {got[0]}x{got[1]} picture for the {width}x{height} asked for; it was refused (more "
-                               f"than {OVERSIZE} times the pixels asked).")
+            raise BackendError(
+                f"{who} a {got[0]}x{got[1]} picture for the {width}x{height} asked for; it was refused (more than {OVERSIZE} times the pixels asked)."
+            )
     image = open_untrusted(raw, who, max_pixels)
     note = None
     if asked and image.size != (width, height):
