@@ -118,3 +118,18 @@ def test_out_must_be_a_variable_name(shell, name):
 
     with pytest.raises(UsageError, match=r"^--out .* is not a Python variable name; use letters, digits and _ \(e.g. --out picture\).$"):
         shell.run_cell_magic("imagine", f"--seed 1 --steps 2 --out '{name}'", "a red circle")
+
+
+@pytest.mark.parametrize(
+    "size, message",
+    [
+        ("100x100", "--size 100x100: each side must be a multiple of 8 (try 96x96)."),
+        ("5000x64", "--size 5000x64: each side must be from 8 to 2048 (try 2048x64)."),
+    ],
+)
+def test_a_size_is_refused_in_the_words_the_user_typed(shell, size, message):
+    from IPython.core.error import UsageError
+
+    with pytest.raises(UsageError) as caught:
+        shell.run_cell_magic("imagine", f"--size {size} --steps 2", "a red circle")
+    assert str(caught.value) == message

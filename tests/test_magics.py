@@ -63,8 +63,8 @@ def test_config_sets_the_defaults(shell):
 @pytest.mark.parametrize(
     "line, cell, message",
     [
-        ("--size 100x64", "a red circle", "--width must be a multiple of 8, got 100 (try 96)."),
-        ("--size 4096x4096", "a red circle", "--width must be from 8 to 2048, got 4096."),
+        ("--size 100x64", "a red circle", "--size 100x64: each side must be a multiple of 8 (try 96x64)."),  # as typed
+        ("--size 4096x4096", "a red circle", "--size 4096x4096: each side must be from 8 to 2048 (try 2048x2048)."),
         ("--steps 0", "a red circle", "--steps must be from 1 to 150, got 0."),
         ("--backend nope", "a red circle", "Unknown backend 'nope'; installed backends: a1111, comfyui, diffusers, hf, openai."),
         ("--expander nope", "a red circle", "Unknown expander 'nope'; installed expanders: openai, template."),

@@ -254,16 +254,31 @@ def split_line(line: str) -> list[str]:
 
 def given_options(namespace: argparse.Namespace) -> dict:
     """The options a parsed command line set (unset ones left out), with --size turned into width and height."""
-    from .errors import RequestError
 
     given = {o.name: getattr(namespace, o.name) for o in OPTIONS if getattr(namespace, o.name, None) is not None}
     size = getattr(namespace, "size", None)
     if size is not None:
-        width, height = parse_size(size)
-        if given.get("width", width) != width or given.get("height", height) != height:
-            raise RequestError("Give either --size or --width/--height, not both with different values.")
-        given.update(width=width, height=height)
+        given.update(zip(("width", "height"), sides_of(size, given.get("width"), given.get("height"))))
     return given
+
+
+def sides_of(size, width=None, height=None) -> tuple[int, int]:
+    """--size as (width, height), checked by the width and height rows but named as the user typed it (--size)."""
+    from .errors import RequestError
+
+    sides = parse_size(size)
+    if width not in (None, sides[0]) or height not in (None, sides[1]):
+        raise RequestError("Give either --size or --width/--height, not both with different values.")
+    for name, side in zip(("width", "height"), sides):
+        try:
+            BY_NAME[name].check(side)
+        except RequestError as error:
+            rule = str(error).split(" must ", 1)[-1].split(", got", 1)[0]
+            step = BY_NAME[name].multiple_of or 1
+            low, high = int(BY_NAME[name].low), int(BY_NAME[name].high)
+            nearer = "x".join(str(min(high, max(low, step, round(v / step) * step))) for v in sides)
+            raise RequestError(f"--size {sides[0]}x{sides[1]}: each side must {rule} (try {nearer}).") from None
+    return sides
 
 
 def help_table() -> str:

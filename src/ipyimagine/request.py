@@ -44,10 +44,9 @@ class _RequestMethods:
                 hint = f"did you mean {close[0]!r}?" if close else f"the options are: {', '.join(fields)}, size."
                 raise RequestError(f"Unknown option {name!r}; {hint}")
         if size is not None:
-            width, height = parse_size(size)
-            if options.get("width") not in (None, width) or options.get("height") not in (None, height):
-                raise RequestError("Give either --size or --width/--height, not both with different values.")
-            options.update(width=width, height=height)
+            from .params import sides_of
+
+            options.update(zip(("width", "height"), sides_of(size, options.get("width"), options.get("height"))))
         return cls(idea=idea, **{k: v for k, v in options.items() if v is not None})
 
     def given(self) -> dict:
