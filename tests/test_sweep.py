@@ -84,3 +84,17 @@ def test_a_sweeps_caption_says_what_every_picture_shares(shell):
         shell.run_cell_magic("imagine", "--sweep guidance=3,7 --seed 4 --steps 2", "a red circle")
     caption = next(o.data["text/html"] for o in captured.outputs if "ipyimagine-caption" in o.data.get("text/html", ""))
     assert "every picture: seed 4 · 2 steps · 64×64" in caption and "guidance 3" not in caption.split("every picture")[1]
+
+
+def test_a_saved_sweep_grid_png_reruns_every_cell(shell, tmp_path):
+    import ipyimagine
+
+    shell.run_cell_magic("imagine", f"--sweep seed=1,2 --steps 2 --save {tmp_path} --out grid", "a red circle")
+    [png] = list(tmp_path.glob("grid-*.png"))
+    made = [g.seed for g in shell.user_ns["grid"].generations]
+    before = len(ipyimagine.default_session().history)
+    with capture_output() as captured:
+        shell.run_line_magic("imagine", f"rerun {png}")
+    again = ipyimagine.default_session().history[before:]
+    assert [g.seed for g in again] == made and all(g.params["cached_images"] == 1 for g in again)  # the same pictures
+    assert sum("image/png" in o.data for o in captured.outputs) == 2

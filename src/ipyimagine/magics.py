@@ -207,7 +207,7 @@ class ImagineMagics(Magics):
 
     def _rerun(self, arguments: str):
         from .notebook import history
-        from .pngmeta import read_record
+        from .pngmeta import read_records
 
         args, changes = _line_options(
             "%imagine rerun", "entry", "an entry number from %imagine history, or a PNG file ipyimagine wrote", arguments, confirm=True
@@ -220,9 +220,17 @@ class ImagineMagics(Magics):
             record = entries[args.entry]
         else:
             with _one_line():
-                record = read_record(args.entry)
-            if record is None:
+                records = read_records(args.entry)
+            if not records:
                 raise UsageError(f"{args.entry!r} carries no ipyimagine recipe (it was not written by ipyimagine).")
+            if len(records) > 1:  # a sweep grid: each of its cells made again, in order
+                return self._show(
+                    lambda progress: [
+                        self.session.rerun(r, on_step=progress.step, on_notice=progress.notice, yes=args.yes, **changes)
+                        for r in records
+                    ]
+                )
+            record = records[0]
         return self._show(
             lambda progress: self.session.rerun(
                 record,

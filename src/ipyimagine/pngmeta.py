@@ -180,6 +180,13 @@ MAX_PNG_BYTES = 256 * 2**20
 def read_record(path) -> dict | None:
     """The ipyimagine entry stored in a PNG, or None if it carries none. A PNG that cannot be read, or whose entry
     is not one ipyimagine wrote, is a RequestError in one sentence (Pillow's size limits stay on)."""
+    records = read_records(path)
+    return records[0] if records else None
+
+
+def read_records(path) -> list[dict]:
+    """The ipyimagine entries stored in a PNG: one for a picture, one per cell for a sweep grid (its
+    `ipyimagine-grid` chunk), [] when it carries none. Errors as `read_record`."""
     from PIL import Image
 
     from .errors import RequestError
@@ -193,19 +200,24 @@ def read_record(path) -> dict | None:
     try:
         with Image.open(path) as image:
             text = image.info.get("ipyimagine")
+            grid = image.info.get("ipyimagine-grid") if not text else None
     except FileNotFoundError:
         raise RequestError(f"There is no file {str(path)!r}; give an entry number from %imagine history or a PNG path.") from None
     except Image.DecompressionBombError:
         raise RequestError(f"{name} is too large to open safely (Pillow's decompression-bomb limit).") from None
     except (OSError, ValueError, SyntaxError) as error:
         raise RequestError(f"{name} is not a PNG that can be read ({type(error).__name__}).") from None
-    if not text:
-        return None
+    if not text and not grid:
+        return []
     try:
-        record = json.loads(text)
+        found = json.loads(text or grid)
     except ValueError:
         raise RequestError(f"{name} carries an ipyimagine chunk that is not valid JSON.") from None
-    problem = record_problem(record)
-    if problem:
-        raise RequestError(f"{name} carries an ipyimagine entry that cannot be used: {problem}.")
-    return record
+    records = found.get("entries") if grid and isinstance(found, dict) else [found]
+    if not isinstance(records, list) or not records:
+        raise RequestError(f"{name} carries an ipyimagine grid without entries.")
+    for record in records:
+        problem = record_problem(record)
+        if problem:
+            raise RequestError(f"{name} carries an ipyimagine entry that cannot be used: {problem}.")
+    return records

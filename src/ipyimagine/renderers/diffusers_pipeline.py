@@ -261,7 +261,11 @@ class DiffusersRenderer(RendererBase):
                 notes.append(f"{pipeline} takes no negative prompt; --negative was not used.")
             negative = ""
 
-        sampler = scheduler_for(job.sampler, _model_folder(model), pipeline) if job.sampler else None
+        folder = _model_folder(model)
+        sampler = scheduler_for(job.sampler, folder, pipeline) if job.sampler else None
+        own = read_json(folder / "scheduler" / "scheduler_config.json").get("_class_name") if folder is not None else None
+        if sampler is not None and sampler == own:
+            sampler = None  # the model's own sampler, named (a rerun of a record names it): the same as none, one cache key
         lora = tuple(f"{path}:{weight:g}" for path, weight in map(parse_lora, job.lora or ()))
         for entry in lora:
             if not parse_lora(entry)[0].exists():
