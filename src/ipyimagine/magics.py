@@ -225,10 +225,7 @@ class ImagineMagics(Magics):
                 raise UsageError(f"{args.entry!r} carries no ipyimagine recipe (it was not written by ipyimagine).")
             if len(records) > 1:  # a sweep grid: each of its cells made again, in order
                 return self._show(
-                    lambda progress: [
-                        self.session.rerun(r, on_step=progress.step, on_notice=progress.notice, yes=args.yes, **changes)
-                        for r in records
-                    ]
+                    lambda progress: [self.session.rerun(r, on_step=progress.step, on_notice=progress.notice, yes=args.yes, **changes) for r in records]
                 )
             record = records[0]
         return self._show(
