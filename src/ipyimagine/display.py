@@ -11,58 +11,10 @@ import base64
 import html
 import io
 
-MIN_DISPLAY = 256  # pixels: smaller pictures are shown enlarged to at least this
-GAP = 4
-
-
-def enlarged(image):
-    """The image scaled up by a whole factor until its longer side is at least MIN_DISPLAY."""
-    from PIL import Image
-
-    factor = -(-MIN_DISPLAY // max(image.size))
-    if factor <= 1:
-        return image
-    return image.resize((image.width * factor, image.height * factor), Image.Resampling.LANCZOS)
-
-
-def grid(images, columns: int = 4):
-    """Images side by side (wrapping after `columns`), enlarged for display."""
-    from PIL import Image
-
-    shown = [enlarged(im.convert("RGB")) for im in images]
-    if len(shown) == 1:
-        return shown[0]
-    columns = min(columns, len(shown))
-    rows = -(-len(shown) // columns)
-    cell_w, cell_h = max(im.width for im in shown), max(im.height for im in shown)
-    sheet = Image.new("RGB", (columns * cell_w + (columns - 1) * GAP, rows * cell_h + (rows - 1) * GAP), "white")
-    for i, im in enumerate(shown):
-        sheet.paste(im, ((i % columns) * (cell_w + GAP), (i // columns) * (cell_h + GAP)))
-    return sheet
-
-
-def png_bytes(image, record: dict | None = None, index: int = 0) -> bytes:
-    """PNG bytes; with a history entry, carrying its recipe (the same chunks as a saved PNG, see pngmeta)."""
-    from .pngmeta import png_info
-
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=png_info(record, index) if record else None)
-    return buffer.getvalue()
-
-
-THUMBNAIL = 64
-
-
-def thumbnail_b64(image, size: int = THUMBNAIL) -> str:
-    """A small JPEG (about `size` px on its longer side, one or two KB) as base64: the one thumbnail helper."""
-    from PIL import Image
-
-    small = image.convert("RGB")
-    factor = size / max(small.size)
-    small = small.resize((max(1, round(small.width * factor)), max(1, round(small.height * factor))), Image.Resampling.BOX)
-    buffer = io.BytesIO()
-    small.save(buffer, format="JPEG", quality=80)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+# The pixel helpers live in pixels.py (a leaf: notebook.py and pngmeta.py use them without importing this module);
+# png_bytes lives in pngmeta.py beside the chunks it writes. Both are re-exported here for the faces.
+from .pixels import GAP, MIN_DISPLAY, THUMBNAIL, enlarged, grid, thumbnail_b64  # noqa: E402,F401
+from .pngmeta import png_bytes  # noqa: E402,F401
 
 
 def number(value) -> str:

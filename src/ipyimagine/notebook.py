@@ -45,35 +45,8 @@ def notebook_path(shell) -> Path | None:
 
 
 # ---------------------------------------------------------------------- reading untrusted records
-_TEXT_FIELDS = ("id", "created", "idea", "prompt")
-_OPTIONAL_TEXT = ("negative_prompt", "backend", "model", "style")
+from .record import record_problem  # noqa: E402,F401  (the check of a history entry lives with the record)
 
-
-def record_problem(record) -> str | None:
-    """None if a record has the shape ipyimagine writes, else what is wrong with it (for a one-line note)."""
-    if not isinstance(record, dict):
-        return f"an entry is a {type(record).__name__}, not a record"
-    for name in _TEXT_FIELDS:
-        if not isinstance(record.get(name), str):
-            return f"its {name!r} is not text"
-    for name in _OPTIONAL_TEXT:
-        if record.get(name) is not None and not isinstance(record.get(name), str):
-            return f"its {name!r} is not text"
-    seeds = record.get("seeds")
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        return "its 'seeds' is not a list of whole numbers"
-    for name in ("params", "timings"):
-        if record.get(name) is not None and not isinstance(record.get(name), dict):
-            return f"its {name!r} is not a mapping"
-    if record.get("expander") is not None and not isinstance(record.get("expander"), dict):
-        return "its 'expander' is not a mapping"
-    if record.get("notes") is not None and not (isinstance(record["notes"], list) and all(isinstance(n, str) for n in record["notes"])):
-        return "its 'notes' is not a list of text"
-    return None
-
-
-# The work one entry's thumbnail may cost, read from a notebook that may be crafted: a thumbnail ipyimagine wrote is a
-# 1-2 KB JPEG of 64 px, an output's picture a PNG of the size shown. Anything larger is not decoded (and not shown).
 THUMBNAIL_MAX_B64 = 64 * 1024  # characters of base64 of a grid's thumbnail
 THUMBNAIL_MAX_PIXELS = 512 * 512
 PICTURE_MAX_B64 = 12 * 2**20  # characters of base64 of an output's picture, from which its thumbnail is made
@@ -93,7 +66,7 @@ def safe_thumbnail(data_b64, max_b64: int = THUMBNAIL_MAX_B64, max_pixels: int =
     (no thumbnail) for what is not a PNG or JPEG, and before any decoding for base64 longer than `max_b64` or a header
     that says more than `max_pixels` (or more than the notebook's `budget` has left): a crafted notebook's pictures cost
     a bounded amount of time and memory."""
-    from .display import THUMBNAIL, thumbnail_b64
+    from .pixels import THUMBNAIL, thumbnail_b64
 
     if not isinstance(data_b64, str) or not data_b64 or len(data_b64) > max_b64:
         return None
@@ -187,7 +160,7 @@ class Row:
 def history(session, shell=None, path: Path | None = None, thumbnails: bool = True) -> tuple[list[Row], list[str]]:
     """This kernel's entries and those saved in its notebook, merged by entry id, oldest first, numbered from 1
     (`thumbnails=False`: records only, as `rerun` needs them)."""
-    from .display import thumbnail_b64
+    from .pixels import thumbnail_b64
 
     def own(generation):
         return thumbnail_b64(generation.image) if thumbnails else None

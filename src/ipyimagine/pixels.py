@@ -6,6 +6,7 @@ sentence naming who sent it; nothing else here imports more than Pillow, so any 
 
 from __future__ import annotations
 
+import base64
 import io
 
 from .errors import BackendError
@@ -38,3 +39,49 @@ def open_untrusted(raw: bytes, who: str, max_pixels: int | None = None):
     picture = image.convert("RGB")
     picture.info = {}  # the sender's text chunks, profile and the like stay behind (an infotext may be megabytes)
     return picture
+
+
+# ---------------------------------------------------------------- pictures for people: enlarged, in a grid, as thumbnails
+MIN_DISPLAY = 256  # pixels: smaller pictures are shown enlarged to at least this
+GAP = 4
+
+
+def enlarged(image):
+    """The image scaled up by a whole factor until its longer side is at least MIN_DISPLAY."""
+    from PIL import Image
+
+    factor = -(-MIN_DISPLAY // max(image.size))
+    if factor <= 1:
+        return image
+    return image.resize((image.width * factor, image.height * factor), Image.Resampling.LANCZOS)
+
+
+def grid(images, columns: int = 4):
+    """Images side by side (wrapping after `columns`), enlarged for display."""
+    from PIL import Image
+
+    shown = [enlarged(im.convert("RGB")) for im in images]
+    if len(shown) == 1:
+        return shown[0]
+    columns = min(columns, len(shown))
+    rows = -(-len(shown) // columns)
+    cell_w, cell_h = max(im.width for im in shown), max(im.height for im in shown)
+    sheet = Image.new("RGB", (columns * cell_w + (columns - 1) * GAP, rows * cell_h + (rows - 1) * GAP), "white")
+    for i, im in enumerate(shown):
+        sheet.paste(im, ((i % columns) * (cell_w + GAP), (i // columns) * (cell_h + GAP)))
+    return sheet
+
+
+THUMBNAIL = 64
+
+
+def thumbnail_b64(image, size: int = THUMBNAIL) -> str:
+    """A small JPEG (about `size` px on its longer side, one or two KB) as base64: the one thumbnail helper."""
+    from PIL import Image
+
+    small = image.convert("RGB")
+    factor = size / max(small.size)
+    small = small.resize((max(1, round(small.width * factor)), max(1, round(small.height * factor))), Image.Resampling.BOX)
+    buffer = io.BytesIO()
+    small.save(buffer, format="JPEG", quality=80)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -11,6 +11,7 @@ Two text chunks:
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
@@ -123,7 +124,6 @@ def png_info(record: dict, index: int = 0):
 
 def save_png(image, path: Path, record: dict | None = None, index: int = 0) -> Path:
     """Write a PNG carrying its recipe (the one path every saved PNG takes: cells, --save, CLI -o, grids)."""
-    from .display import png_bytes
 
     return write_file(Path(path), png_bytes(image, record, index))
 
@@ -191,7 +191,7 @@ def read_records(path) -> list[dict]:
 
     from .errors import RequestError
     from .files import regular_file
-    from .notebook import record_problem
+    from .record import record_problem
 
     name = Path(str(path)).name
     if not Path(str(path)).expanduser().exists():
@@ -221,3 +221,10 @@ def read_records(path) -> list[dict]:
         if problem:
             raise RequestError(f"{name} carries an ipyimagine entry that cannot be used: {problem}.")
     return records
+
+
+def png_bytes(image, record: dict | None = None, index: int = 0) -> bytes:
+    """PNG bytes; with a history entry, carrying its recipe (the same chunks as a saved PNG, see pngmeta)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=png_info(record, index) if record else None)
+    return buffer.getvalue()

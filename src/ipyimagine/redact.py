@@ -3,7 +3,7 @@
 The secrets are read where they live, never copied into configuration: the keys and tokens in the environment
 (OPENAI_API_KEY, HF_TOKEN, IPYIMAGINE_COMFYUI_TOKEN, and IPYIMAGINE_A1111_AUTH as written, its password and its
 HTTP Basic base64 form), and the credentials inside the server addresses this process has used (user, password,
-query, long path segments: see `request.url_secrets`). Anything shaped like an API key or an Authorization header
+query, long path segments: see `url_secrets`). Anything shaped like an API key or an Authorization header
 goes too. A server that echoes a request back (401 pages, 500 tracebacks, a node error quoting its input) so shows
 the user its own words without the secrets.
 """
@@ -48,8 +48,6 @@ def _forms(value: str) -> list[str]:
 
 def secrets(*urls) -> list[str]:
     """Every secret in use now, longest first (so a longer one is replaced before a part of it)."""
-    from .request import url_secrets
-
     found: list[str] = []
     for name in SECRET_VARIABLES:
         value = os.environ.get(name, "").strip()
@@ -89,3 +87,18 @@ def redact_data(value, *urls):
     if isinstance(value, dict):
         return {redact(k, *urls) if isinstance(k, str) else k: redact_data(v, *urls) for k, v in value.items()}
     return value
+
+
+def url_secrets(url: str | None) -> list[str]:
+    """The parts of a server address that may be credentials (user, password, path, query), for redacting messages."""
+    if not url:
+        return []
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    try:
+        parts = urlsplit(str(url))
+        found = [parts.username, parts.password, parts.query, *(v for _, v in parse_qsl(parts.query))]
+    except ValueError:
+        return [str(url)]
+    found += [unquote(p) for p in parts.path.split("/") if len(p) >= 12]  # long path segments: tokens hide there
+    return sorted({s for s in found if s and len(s) >= 3}, key=len, reverse=True)

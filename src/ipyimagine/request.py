@@ -12,6 +12,9 @@ from typing import Any
 from ._version import __version__
 from .errors import RequestError
 from .params import MAX_PIXELS, MAX_SEED, OPTIONS, parse_size  # noqa: F401  (parse_size: public helper)
+from .redact import url_secrets  # noqa: F401  (where it lives: the redaction step that uses it)
+
+MAX_RECORDED_GRAPH = 256 * 1024  # characters of a workflow graph given as text that a record keeps (session.MAX_RECORD_WORKFLOW)
 
 
 def _check(request) -> None:
@@ -84,24 +87,6 @@ def public_url(url: str | None) -> str | None:
     if not parts.scheme or not host:
         return "[an unreadable URL]"
     return f"{parts.scheme}://{host}{port}"
-
-
-def url_secrets(url: str | None) -> list[str]:
-    """The parts of a server address that may be credentials (user, password, path, query), for redacting messages."""
-    if not url:
-        return []
-    from urllib.parse import parse_qsl, unquote, urlsplit
-
-    try:
-        parts = urlsplit(str(url))
-        found = [parts.username, parts.password, parts.query, *(v for _, v in parse_qsl(parts.query))]
-    except ValueError:
-        return [str(url)]
-    found += [unquote(p) for p in parts.path.split("/") if len(p) >= 12]  # long path segments: tokens hide there
-    return sorted({s for s in found if s and len(s) >= 3}, key=len, reverse=True)
-
-
-MAX_RECORDED_GRAPH = 256 * 1024  # characters of a workflow graph given as text that a record keeps (session.MAX_RECORD_WORKFLOW)
 
 
 def public_request(request) -> dict:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from .diffusers_loading import read_json  # noqa: F401  (a model folder's JSON, read the same way everywhere)
+
 DEFAULT_STEPS = 20  # when the model says nothing better: enough for most samplers, below diffusers' 50
 FEW_STEPS = 4  # distilled few-step models (turbo, lightning, schnell, LCM, hyper)
 FEW_STEP_NAMES = re.compile(r"turbo|lightning|schnell|hyper|\blcm\b|lcm[-_]", re.IGNORECASE)
@@ -40,14 +42,6 @@ class Family:
     fp16_variant: bool  # the folder has *.fp16.safetensors weights
     absent: tuple[str, ...] = ()  # components saved as null (SD3 without T5): loaded as None
     problems: tuple[str, ...] = field(default=())  # why it would not load, one phrase each
-
-
-def read_json(path: Path) -> dict:
-    try:
-        found = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return found if isinstance(found, dict) else {}
 
 
 def _downscale(folder: Path, index: dict) -> int:
@@ -101,7 +95,7 @@ def pipeline_call(name: str | None) -> PipelineCall | None:
 
     if importlib.util.find_spec("diffusers") is None:
         return None
-    from .diffusers_loading import import_torch_and_diffusers
+    from .diffusers_loading import import_torch_and_diffusers  # noqa: PLC0415
 
     return call_of_class(getattr(import_torch_and_diffusers()[1], name, None))
 

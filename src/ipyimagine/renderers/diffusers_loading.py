@@ -24,6 +24,17 @@ _imported = None  # the Future of the one import of torch, diffusers and transfo
 _import_lock = threading.Lock()
 
 
+def read_json(path: Path) -> dict:
+    """A model folder's JSON file as a dict ({} when missing, unreadable or not an object)."""
+    import json
+
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 def import_torch_and_diffusers():
     """torch and diffusers, imported once on a thread of their own. An import cut by Kernel -> Interrupt leaves torch
     half-initialised for the rest of the process (every later cell fails until a restart), so the interrupt only stops
@@ -163,8 +174,6 @@ def missing_libraries(folder: Path | None) -> list[str]:
     """The optional libraries a model folder's classes need that are not installed here (read from model_index.json)."""
     if folder is None:
         return []
-    from .diffusers_families import read_json
-
     index = read_json(Path(folder) / "model_index.json")
     classes = {index.get("_class_name")} | {spec[1] for spec in index.values() if isinstance(spec, list) and len(spec) == 2}
     return [library for library, users in OPTIONAL_LIBRARIES.items() if classes & set(users) and importlib.util.find_spec(library) is None]
@@ -252,8 +261,6 @@ def load_single_file(path: Path, config, options: dict, diffusers):
     reference = getattr(config, "single_file_config", "") or None
     pipeline_class = diffusers.DiffusionPipeline
     if reference and Path(reference).expanduser().is_dir():
-        from .diffusers_families import read_json
-
         name = read_json(Path(reference).expanduser() / "model_index.json").get("_class_name")
         pipeline_class = getattr(diffusers, name, None) or diffusers.StableDiffusionPipeline
     elif not reference:
