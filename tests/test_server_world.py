@@ -287,3 +287,21 @@ def test_a_rerun_of_a_built_in_graph_entry_comes_from_the_cache_even_after_a_res
     assert again.params["cached_images"] == 1
     ipyimagine.default_session().history.clear()  # as after a restart: the entry comes from the notebook
     assert ipyimagine.default_session().rerun(record, server=[comfy.url()]).params["cached_images"] == 1
+
+
+def test_the_panel_says_how_many_prompts_ours_waits_behind(shell):
+    comfy = FakeComfyUI(step_seconds=0.05, cache=False)
+    try:
+        graph = json.loads((WORKFLOWS / "txt2img_api.json").read_text())
+        graph["3"]["inputs"].update(steps=20, seed=1)
+        graph["5"]["inputs"].update(width=64, height=64)
+        httpx.post(comfy.url() + "/prompt", json={"prompt": graph, "client_id": str(uuid.uuid4())}, timeout=5).raise_for_status()
+        panel = ipyimagine.panel("", backend="comfyui", server=[comfy.url()], seed=5, steps=2, size="64x64", cache=False)
+        seen = []
+        panel.status.observe(lambda change: seen.append(change["new"]), names="value")
+        panel.controls["idea"].value = "a red circle"
+        panel.generate_button.click()
+        assert panel.wait(60) and panel.error is None
+        assert any(text.startswith(f"queued on 127.0.0.1:{comfy.port} behind 1 prompt") for text in seen)
+    finally:
+        comfy.stop()

@@ -294,7 +294,11 @@ class Panel:
 
                 on_preview = Previews(lambda image, done, total, token=token: self._preview(image, done, total, token))
 
-                generation = self.session.imagine(request, on_step=on_step, cancelled=stale, on_preview=on_preview)
+                def on_status(text, token=token):  # what the render waits for (a server's queue), in the status line
+                    if token == self._token:
+                        self.status.value = text
+
+                generation = self.session.imagine(request, on_step=on_step, cancelled=stale, on_preview=on_preview, on_status=on_status)
             except Cancelled as stopped:
                 if self._cancel_requested and token == self._token:
                     at = f" at step {stopped.step} of {stopped.total}" if stopped.step else ""
