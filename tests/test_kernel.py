@@ -110,6 +110,7 @@ def test_interrupt_while_the_panel_renders_its_first_picture_stops_it_and_the_ne
     assert any("image/png" in m["content"].get("data", {}) for m in seen) and time.time() - started < 20
 
 
+@pytest.mark.slow
 def test_the_panel_function_shows_the_panel_at_once_and_only_once(kernel):
     _, client = kernel
     msg_id = client.execute("import ipyimagine\np = ipyimagine.panel('a red circle', seed=3, steps=2)\np")

@@ -22,6 +22,7 @@ def quiet_session():
     return Session(Imagine(cache=False, log=False))
 
 
+@pytest.mark.slow
 def test_a_cell_shows_previews_while_it_renders_and_saves_only_the_final_picture(tiny_model, tmp_path):
     from jupyter_client.manager import start_new_kernel
     from test_kernel import messages_until_idle
