@@ -16,8 +16,8 @@ from servers.hf_inference import FakeHFInference, allow_requests
 from test_server_secrets import everything_in, shown
 
 SECRETS = {
-    "OPENAI_API_KEY": "sk-walk-openai-key-0123456789",
-    "HF_TOKEN": "hf_walkHFtoken0123456789",
+    "OPENAI_API_KEY": "sk-test-not-a-real-key-walk",
+    "HF_TOKEN": "hf_test_not_a_real_token_walk",
     "IPYIMAGINE_A1111_AUTH": "walker:a1111pass0",
     "IPYIMAGINE_COMFYUI_TOKEN": "comfyWalkToken0123",
 }
