@@ -79,16 +79,11 @@ def panel(idea: str = "", *, session: Session | None = None, size=None, **option
     made = Panel(session or default_session(), request, idea=idea)
     from IPython import get_ipython
 
-    shell = get_ipython()
-    if getattr(shell, "kernel", None) is not None:
-        made.display()  # in a notebook: the panel and its progress now, not after the first picture
+    in_notebook = getattr(get_ipython(), "kernel", None) is not None  # there: the panel and its progress now
     if idea.strip():
-        made.generate()
-        try:
-            made.wait()
-        except KeyboardInterrupt:
-            made.close()
-            raise
+        made.first_picture(show=in_notebook)
+    elif in_notebook:
+        made.display()
     return made
 
 

@@ -108,16 +108,11 @@ class ImagineMagics(Magics):
         shows it without a kernel. Kernel -> Interrupt at any point (the model's first load included) is one line."""
         from .widgets import Panel
 
-        panel = None
         try:
             with _one_line():
                 panel = Panel(self.session, request)
-            panel.display()
-            panel.generate()
-            panel.wait()
+            panel.first_picture()
         except KeyboardInterrupt:
-            if panel is not None:
-                panel.close()
             raise UsageError("Interrupted; the panel's render was stopped. The next cell runs as usual.") from None
         if out:
             self.shell.user_ns[out] = panel

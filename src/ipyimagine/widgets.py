@@ -267,6 +267,18 @@ class Panel:
         self.wait(timeout=30)
         self.widget.close()
 
+    def first_picture(self, show: bool = True) -> None:
+        """Show the panel (with its progress) and wait for its first picture: what a cell or `ipyimagine.panel()` does.
+        Kernel -> Interrupt while it waits stops the render and closes the panel, then goes on as KeyboardInterrupt."""
+        if show:
+            self.display()
+        self.generate()
+        try:
+            self.wait()
+        except KeyboardInterrupt:
+            self.close()
+            raise
+
     def wait(self, timeout: float | None = 600) -> bool:
         """Block until no render is in flight; True if idle."""
         return self._idle.wait(timeout)
