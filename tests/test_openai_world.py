@@ -7,11 +7,10 @@ The real openai client talks to a loopback server (tests/openai_server.py). As `
 import time
 
 import pytest
-from IPython.core.error import UsageError
-from IPython.utils.capture import capture_output
 
 pytest.importorskip("openai")
 from openai_server import FakeOpenAI  # noqa: E402
+from test_openai_backends import entry, run, usage_error  # noqa: E402  (the same helpers as the other OpenAI tests)
 
 from ipyimagine import openai_models  # noqa: E402
 
@@ -45,22 +44,6 @@ def ishell(shell, server, monkeypatch):
     from ipyimagine.renderers import openai_images
 
     openai_images._STREAMS.clear()
-
-
-def run(shell, line, cell="a lighthouse in a storm"):
-    with capture_output() as captured:
-        shell.run_cell_magic("imagine", line, cell)
-    return captured
-
-
-def entry(captured):
-    return next(o.metadata["ipyimagine"]["entries"][-1] for o in captured.outputs if "image/png" in o.data)
-
-
-def usage_error(shell, line, cell="a lighthouse in a storm"):
-    with pytest.raises(UsageError) as caught:
-        run(shell, line, cell)
-    return str(caught.value)
 
 
 def render(base_url, **options):
